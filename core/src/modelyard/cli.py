@@ -1,0 +1,223 @@
+"""The `modelyard` command. Client commands talk to a server at `--endpoint`
+(default `MODELYARD_ENDPOINT`, else http://127.0.0.1:9997); plugins add commands through the
+`register_commands` hook (the server adds `serve`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from modelyard import config
+from modelyard.errors import ModelyardError
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses as JSON, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_options(words: list[str]) -> dict[str, Any]:
+    """`--key value` and `--key=value` pairs into keyword arguments (dashes in keys become '_')."""
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("--") or len(word) == 2:
+            raise click.UsageError(f"Expected --key value, got {word!r}")
+        key, eq, value = word[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(words):
+                raise click.UsageError(f"Option {word} needs a value")
+            i += 1
+            value = words[i]
+        options[key.replace("-", "_")] = parse_value(value)
+        i += 1
+    return options
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain text table: a header, a rule, one line per row."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    header = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))
+    rule = "  ".join("-" * w for w in widths)
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join([header.rstrip(), rule] + lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+endpoint_option = click.option("--endpoint", default=None, metavar="URL",
+                               help="Server URL [default: $MODELYARD_ENDPOINT or http://127.0.0.1:9997]")
+
+
+@contextlib.contextmanager
+def connected(endpoint: str | None) -> Iterator[Any]:
+    """A client for `endpoint`; its errors become one-line messages instead of tracebacks."""
+    import httpx
+
+    from modelyard.client import Client
+
+    url = endpoint or config.endpoint()
+    try:
+        with Client(url) as client:
+            yield client
+    except ModelyardError as exc:
+        raise click.ClickException(exc.message) from None
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"Cannot reach the modelyard server at {url}: {exc}") from None
+
+
+def client_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command `--endpoint` and a connected `client` as its first argument."""
+
+    @endpoint_option
+    @functools.wraps(func)
+    def wrapper(endpoint: str | None, **kwargs: Any) -> Any:
+        with connected(endpoint) as client:
+            return func(client, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelyard-core")
+def cli() -> None:
+    """modelyard: serve AI models behind one HTTP server."""
+
+
+@cli.command()
+@click.option("--model-type", "-t", required=True, help="LLM, embedding, rerank, image, audio, video or flexible.")
+@click.option("--file", "-f", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model's JSON definition.")
+@click.option("--persist", is_flag=True, help="Keep the registration across server restarts.")
+@client_command
+def register(client, model_type: str, path: Path, persist: bool) -> None:
+    """Register a custom model from a JSON file."""
+    result = client.register_model(model_type, path.read_text(), persist=persist)
+    click.echo(f"Registered {result['model_type']} model {result['model_name']!r}"
+               + (" (persisted)." if result.get("persist") else "."))
+
+
+@cli.command()
+@click.option("--model-type", "-t", required=True)
+@client_command
+def registrations(client, model_type: str) -> None:
+    """List the registered models of a type."""
+    rows = client.list_model_registrations(model_type)
+    click.echo(format_table(rows, ["model_name", "model_type", "is_builtin", "is_persisted", "model_description"]))
+
+
+@cli.command()
+@click.option("--model-type", "-t", required=True)
+@click.option("--model-name", "-n", required=True)
+@client_command
+def unregister(client, model_type: str, model_name: str) -> None:
+    """Remove a custom model registration."""
+    client.unregister_model(model_type, model_name)
+    click.echo(f"Unregistered {model_type} model {model_name!r}.")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--model-name", "-n", required=True)
+@click.option("--model-type", "-t", default="LLM", show_default=True)
+@click.option("--model-uid", "-u", default=None)
+@click.option("--model-engine", "-e", default=None)
+@click.option("--model-path", default=None)
+@client_command
+def launch(client, model_name: str, model_type: str, model_uid: str | None,
+           model_engine: str | None, model_path: str | None) -> None:
+    """Launch a model. Extra `--key value` options go to its launcher or engine (values parsed as JSON)."""
+    extra = parse_options(click.get_current_context().args)
+    uid = client.launch_model(model_name, model_type=model_type, model_uid=model_uid,
+                              model_engine=model_engine, model_path=model_path, **extra)
+    click.echo(f"Model launched: {uid}")
+
+
+@cli.command("list")
+@client_command
+def list_models(client) -> None:
+    """List the running models."""
+    rows = list(client.list_models().values())
+    click.echo(format_table(rows, ["id", "model_type", "model_name", "status", "pid", "model_engine", "error"]))
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@client_command
+def terminate(client, model_uid: str) -> None:
+    """Stop a running model."""
+    client.terminate_model(model_uid)
+    click.echo(f"Terminated {model_uid}.")
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.argument("args", nargs=-1)
+@client_command
+def infer(client, model_uid: str, kwargs_json: str | None, args: tuple[str, ...]) -> None:
+    """Call a flexible model's infer(ARGS..., **KWARGS) and print the JSON result."""
+    kwargs = {}
+    if kwargs_json:
+        kwargs = parse_value(kwargs_json)
+        if not isinstance(kwargs, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+    result = client._request("POST", "/v1/flexible/infers",
+                             json={"model": model_uid, "args": [parse_value(a) for a in args], **kwargs})
+    _echo_json(result)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.option("--local", is_flag=True, help="Show the plugins this machine's Python loads, without a server.")
+@endpoint_option
+def plugins(as_json: bool, local: bool, endpoint: str | None) -> None:
+    """List plugins, their versions, what they registered and any load error."""
+    if local:
+        from modelyard.plugins import get_plugins
+
+        rows = get_plugins().describe()
+    else:
+        with connected(endpoint) as client:
+            rows = client.list_plugins()
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        row["registered"] = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["registered"].items())
+        row["version"] = row["version"] or ""
+    click.echo(format_table(rows, ["name", "distribution", "version", "registered", "error"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from modelyard.plugins import get_plugins
+
+    get_plugins().register_commands(cli)
+    cli.main(args=argv, prog_name="modelyard")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

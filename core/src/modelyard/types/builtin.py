@@ -1,0 +1,16 @@
+"""Core's own plugin: the seven model types, registered through the same hook any plugin uses."""
+
+from modelyard import hookimpl
+from modelyard.types.embedding import EMBEDDING
+from modelyard.types.flexible import FLEXIBLE
+from modelyard.types.llm import LLM
+from modelyard.types.audio import AUDIO
+from modelyard.types.image import IMAGE
+from modelyard.types.video import VIDEO
+from modelyard.types.rerank import RERANK
+
+
+@hookimpl
+def register_model_types(register):
+    for model_type in (LLM, EMBEDDING, RERANK, IMAGE, AUDIO, VIDEO, FLEXIBLE):
+        register(model_type)

@@ -1,0 +1,3 @@
+from modelyard.worker.main import main
+
+main()

@@ -1,0 +1,52 @@
+"""The server-worker wire format: msgpack messages over a stream socket.
+
+msgpack is self-delimiting, so a streaming unpacker is the framing. Every message is a list whose
+first item is its kind.
+
+server -> worker   [LAUNCH, launch]                      first message: what to load
+                   [CALL, rid, method, args, kwargs, json_result]
+                   [CANCEL, rid]
+                   [PING, token]
+worker -> server   [PROGRESS, stage, fraction, message]  while loading
+                   [READY, info]  or  [FAILED, type, message]
+                   [RESULT, rid, value]                  value is JSON bytes when json_result
+                   [CHUNK, rid, value] ... [END, rid]    a streamed result
+                   [ERROR, rid, type, status, message]
+                   [PONG, token]
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import msgpack
+
+LAUNCH, PROGRESS, READY, FAILED = "launch", "progress", "ready", "failed"
+CALL, CANCEL, PING, PONG = "call", "cancel", "ping", "pong"
+RESULT, CHUNK, END, ERROR = "result", "chunk", "end", "error"
+
+# Past this many bytes waiting in the socket buffer, a writer waits for the peer to read.
+HIGH_WATER = 1 << 20
+
+
+def pack(message: list[Any]) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)
+
+
+async def messages(reader: asyncio.StreamReader) -> AsyncIterator[list[Any]]:
+    """Every message from `reader` until the peer closes the socket."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 31)
+    while True:
+        data = await reader.read(1 << 16)
+        if not data:
+            return
+        unpacker.feed(data)
+        for message in unpacker:
+            yield message
+
+
+async def send(writer: asyncio.StreamWriter, message: list[Any]) -> None:
+    writer.write(pack(message))
+    if writer.transport.get_write_buffer_size() > HIGH_WATER:
+        await writer.drain()

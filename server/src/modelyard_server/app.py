@@ -1,0 +1,44 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from modelyard import config
+from modelyard.plugins import get_plugins
+from modelyard.registry import Registry
+from modelyard.store import Store
+from modelyard_server import __version__
+from modelyard_server.errors import install_error_handlers
+from modelyard_server.local_backend import LocalProcessBackend
+from modelyard_server.routes import flexible, models, registrations, status
+from modelyard_server.state import ServerState
+from modelyard_server.supervisor import Supervisor
+
+
+def create_app(home: Path | None = None) -> FastAPI:
+    home = home or config.home()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        home.mkdir(parents=True, exist_ok=True)
+        plugins = get_plugins()
+        store = Store(home / "modelyard.db")
+        registry = Registry(plugins, store)
+        supervisor = Supervisor(plugins, registry, LocalProcessBackend(home))
+        app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, time.time())
+        try:
+            yield
+        finally:
+            await supervisor.shutdown()
+            store.close()
+
+    app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    for module in (status, registrations, models, flexible):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,225 @@
+"""The local process backend: one worker process per model, linked by a socket pair.
+
+The worker runs in its own session (so its process group can be ended as a whole) and writes
+stdout and stderr straight to its log file, so a chatty model never blocks on a full pipe. The
+socket is the lifeline both ways: the worker exits when it closes, and the server learns of a
+worker's death the moment it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import LaunchFailed, Unavailable, rebuild_error
+from modelyard.worker import protocol as p
+
+TAIL_BYTES = 8192
+TAIL_LINES = 20
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last lines of a log file, read from its end whatever its size."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+class WorkerGone(Unavailable):
+    pass
+
+
+class LocalWorker:
+    """The server's end of one worker process."""
+
+    def __init__(self, uid: str, process: subprocess.Popen, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, log_path: Path,
+                 on_progress: Callable[[str, float, str], None]):
+        self.uid = uid
+        self.process = process
+        self.pid = process.pid
+        self.writer = writer
+        self.log_path = log_path
+        self.on_progress = on_progress
+        self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.pending: dict[int, asyncio.Future | asyncio.Queue] = {}
+        self.ids = itertools.count(1)
+        self.gone_reason: str | None = None
+        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+
+    # -- incoming -------------------------------------------------------------------------
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            async for message in p.messages(reader):
+                self._on_message(message)
+        except Exception as exc:  # a corrupt frame: treat the link as lost
+            self.gone_reason = f"link to worker broke: {exc}"
+        finally:
+            self.writer.close()
+            code = await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
+            self._on_exit(code)
+
+    def _on_message(self, message: list[Any]) -> None:
+        kind = message[0]
+        if kind in (p.RESULT, p.ERROR):
+            waiter = self.pending.pop(message[1], None)
+            if waiter is None:
+                return
+            if kind == p.RESULT:
+                value: Any = message[2]
+            else:
+                value = rebuild_error(message[2], message[3], message[4])
+            if isinstance(waiter, asyncio.Queue):
+                waiter.put_nowait((kind, value))
+            elif not waiter.done():
+                waiter.set_result(value) if kind == p.RESULT else waiter.set_exception(value)
+        elif kind in (p.CHUNK, p.END):
+            queue = self.pending.get(message[1])
+            if isinstance(queue, asyncio.Queue):
+                queue.put_nowait((kind, message[2] if kind == p.CHUNK else None))
+                if kind == p.END:
+                    self.pending.pop(message[1], None)
+        elif kind == p.PROGRESS:
+            self.on_progress(message[1], message[2], message[3])
+        elif kind == p.READY:
+            if not self.ready.done():
+                self.ready.set_result(message[1])
+        elif kind == p.FAILED:
+            if not self.ready.done():
+                self.ready.set_exception(LaunchFailed(message[2]))
+
+    def _on_exit(self, code: int) -> None:
+        reason = self.gone_reason or f"its worker process (pid {self.pid}) exited with code {code}"
+        error = WorkerGone(f"Model {self.uid!r} is unavailable: {reason}.")
+        if not self.ready.done():
+            tail = log_tail(self.log_path)
+            self.ready.set_exception(LaunchFailed(
+                f"The worker exited with code {code} while loading" + (f"; its last output:\n{tail}" if tail else "")))
+        for waiter in self.pending.values():
+            if isinstance(waiter, asyncio.Queue):
+                waiter.put_nowait((p.ERROR, error))
+            elif not waiter.done():
+                waiter.set_exception(error)
+        self.pending.clear()
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+    # -- outgoing -------------------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        if self.exited.done():
+            raise WorkerGone(f"Model {self.uid!r} is unavailable: its worker process exited "
+                             f"with code {self.exited.result()}.")
+
+    async def launch(self, launch: dict[str, Any]) -> dict[str, Any]:
+        await p.send(self.writer, [p.LAUNCH, launch])
+        return await self.ready
+
+    async def call(self, method: str, args: list, kwargs: dict, json_result: bool = True) -> Any:
+        self._check_alive()
+        rid = next(self.ids)
+        future = asyncio.get_running_loop().create_future()
+        self.pending[rid] = future
+        try:
+            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, json_result])
+            return await future
+        except asyncio.CancelledError:
+            self._cancel(rid)
+            raise
+
+    async def stream(self, method: str, args: list, kwargs: dict, json_result: bool = True) -> AsyncIterator[Any]:
+        self._check_alive()
+        rid = next(self.ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self.pending[rid] = queue
+        finished = False
+        try:
+            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, json_result])
+            while True:
+                kind, value = await queue.get()
+                if kind == p.CHUNK:
+                    yield value
+                elif kind == p.END:
+                    finished = True
+                    return
+                elif kind == p.RESULT:  # the method returned instead of streaming
+                    finished = True
+                    yield value
+                    return
+                else:
+                    finished = True
+                    raise value
+        finally:
+            if not finished:
+                self._cancel(rid)
+
+    def _cancel(self, rid: int) -> None:
+        if self.pending.pop(rid, None) is not None and not self.exited.done():
+            self.writer.write(p.pack([p.CANCEL, rid]))
+
+    async def stop(self, grace: float) -> int:
+        """End the worker's whole process group: TERM, then KILL after `grace` seconds."""
+        if not self.exited.done():
+            _signal_group(self.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), grace)
+            except asyncio.TimeoutError:
+                pass
+        _signal_group(self.pid, signal.SIGKILL)  # also reaps anything the model left in its group
+        return await self.exited
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalProcessBackend:
+    """Spawns workers on this machine."""
+
+    def __init__(self, home: Path):
+        self.logs = home / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def log_path(self, uid: str) -> Path:
+        return self.logs / f"{uid}.log"
+
+    async def spawn(self, uid: str, *, python: str | None = None, env: dict[str, str] | None = None,
+                    on_progress: Callable[[str, float, str], None]) -> LocalWorker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_path = self.log_path(uid)
+        with open(log_path, "wb") as log:
+            try:
+                process = subprocess.Popen(
+                    [python or sys.executable, "-m", "modelyard.worker", "--fd", str(theirs.fileno()),
+                     "--model-uid", uid],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    pass_fds=(theirs.fileno(),), start_new_session=True,
+                    env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid})
+            finally:
+                theirs.close()
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:  # cancelled mid-spawn: the process must not outlive its launch
+            _signal_group(process.pid, signal.SIGKILL)
+            ours.close()
+            raise
+        return LocalWorker(uid, process, reader, writer, log_path, on_progress)

@@ -1,0 +1,68 @@
+"""Request bodies of the native routes, separate from the logic that serves them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RegisterModelRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model: str | dict[str, Any]
+    persist: bool = False
+    worker_ip: str | None = None
+
+
+class LaunchModelRequest(BaseModel):
+    """POST /v1/models. Keys not named here go to the launcher or engine as keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_name: str
+    model_type: str = "LLM"
+    model_uid: str | None = None
+    model_engine: str | None = None
+    model_path: str | None = None
+    model_format: str | None = None
+    model_size_in_billions: int | float | str | None = None
+    quantization: str | None = None
+    envs: dict[str, str] | None = None
+    # Launch parameters Xinference's client sends; modelyard accepts them when null (or trivially
+    # satisfied) and answers 400 for a value it cannot honour yet.
+    replica: int | None = None
+    n_worker: int | None = None
+    n_gpu: int | str | None = None
+    gpu_idx: int | list[int] | None = None
+    worker_ip: str | None = None
+    request_limits: int | None = None
+    peft_model_config: dict[str, Any] | None = None
+    replica_config: Any = None
+    enable_thinking: bool | None = None
+    enable_virtual_env: bool | None = None
+    virtual_env_packages: list[str] | None = None
+    virtual_env_find_links: list[str] | None = None
+
+    def unsupported(self) -> list[str]:
+        """The Xinference launch parameters set to values modelyard cannot honour yet."""
+        problems = []
+        if self.replica not in (None, 1):
+            problems.append("replica (only 1 replica per model is supported)")
+        if self.n_worker not in (None, 1):
+            problems.append("n_worker (only 1 worker per model is supported)")
+        if self.n_gpu not in (None, "auto", 0):
+            problems.append("n_gpu (GPU placement is not supported yet; leave it out or use 'auto')")
+        if self.gpu_idx not in (None, []):
+            problems.append("gpu_idx (GPU placement is not supported yet)")
+        if self.worker_ip not in (None, "", "127.0.0.1", "localhost"):
+            problems.append("worker_ip (this server runs every model on its own machine)")
+        for name in ("request_limits", "peft_model_config", "replica_config", "enable_thinking"):
+            if getattr(self, name) is not None:
+                problems.append(f"{name} (not supported yet)")
+        if self.enable_virtual_env:
+            problems.append("enable_virtual_env (per-model virtualenvs are not supported yet)")
+        for name in ("virtual_env_packages", "virtual_env_find_links"):
+            if getattr(self, name):
+                problems.append(f"{name} (per-model virtualenvs are not supported yet)")
+        return problems

@@ -1,0 +1,34 @@
+"""Flexible models: POST /v1/flexible/infers calls `model.infer(*args, **kwargs)`.
+
+The hot path: the body is parsed once here, the worker returns the result already encoded as
+JSON, and the server passes those bytes through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response
+
+from modelyard.errors import InvalidRequest
+from modelyard_server.state import server_state
+
+router = APIRouter()
+
+
+@router.post("/v1/flexible/infers")
+async def infer(request: Request) -> Response:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest('The request body must be a JSON object: {"model": uid, "args": [...], ...kwargs}.')
+    uid = body.pop("model", None)
+    if not isinstance(uid, str) or not uid:
+        raise InvalidRequest('"model" is required: the uid of a running flexible model.')
+    args = body.pop("args", None) or []
+    if not isinstance(args, list):
+        raise InvalidRequest('"args" must be a JSON array of positional arguments.')
+    payload = await server_state(request).supervisor.call(uid, "infer", args, body, model_type="flexible")
+    return Response(content=payload, media_type="application/json")

@@ -1,0 +1,53 @@
+"""Running models: launch, list, describe, progress, terminate (/v1/models)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from modelyard.errors import InvalidRequest
+from modelyard_server.protocol import LaunchModelRequest
+from modelyard_server.state import server_state
+from modelyard_server.supervisor import LaunchRequest
+
+router = APIRouter(prefix="/v1/models")
+
+
+@router.post("")
+async def launch(body: LaunchModelRequest, request: Request, wait_ready: bool = True) -> dict:
+    problems = body.unsupported()
+    if problems:
+        raise InvalidRequest("Unsupported launch parameters: " + "; ".join(problems) + ".")
+    extra = dict(body.model_extra or {})
+    launch_request = LaunchRequest(
+        model_name=body.model_name, model_type=body.model_type, model_uid=body.model_uid,
+        model_engine=body.model_engine, model_path=body.model_path, model_format=body.model_format,
+        model_size_in_billions=body.model_size_in_billions, quantization=body.quantization,
+        envs=body.envs or {}, kwargs=extra)
+    record = await server_state(request).supervisor.launch(launch_request, wait_ready=wait_ready)
+    return {"model_uid": record.uid}
+
+
+@router.get("")
+async def list_models(request: Request) -> dict:
+    data = []
+    for record in server_state(request).supervisor.models.values():
+        data.append({"id": record.uid, "object": "model", "owned_by": "modelyard", **record.describe()})
+    return {"object": "list", "data": data}
+
+
+@router.get("/{model_uid}")
+async def describe(model_uid: str, request: Request) -> dict:
+    return server_state(request).supervisor.get(model_uid).describe()
+
+
+@router.get("/{model_uid}/progress")
+async def progress(model_uid: str, request: Request) -> dict:
+    record = server_state(request).supervisor.get(model_uid)
+    return {"progress": record.progress, "stage": record.stage, "message": record.progress_message,
+            "status": record.status.value, "error": record.error}
+
+
+@router.delete("/{model_uid}")
+async def terminate(model_uid: str, request: Request) -> dict:
+    await server_state(request).supervisor.terminate(model_uid)
+    return {"model_uid": model_uid, "terminated": True}

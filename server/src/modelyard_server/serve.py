@@ -1,0 +1,26 @@
+"""Run the server with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+from modelyard import config
+
+# Seconds uvicorn waits for open requests (streams included) before it stops anyway.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def run(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT, log_level: str = "info",
+        access_log: bool = False) -> None:
+    import uvicorn
+
+    from modelyard_server.app import create_app
+
+    try:
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(), host=host, port=port, loop=loop, http="httptools", log_level=log_level,
+                access_log=access_log, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)

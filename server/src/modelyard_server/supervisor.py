@@ -1,0 +1,244 @@
+"""The supervisor: launches models into workers, tracks their state, routes calls, ends them.
+
+It talks to workers only through a backend's small interface (spawn, and per worker: launch,
+call, stream, stop), so a distributed backend can replace the local one without touching routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
+from modelyard.plugins import Plugins
+from modelyard.registry import Registry
+from modelyard.types import Registration
+from modelyard.types.flexible import FlexibleRegistration
+from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
+
+log = logging.getLogger(__name__)
+
+MODEL_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+STOP_GRACE_SECONDS = 5.0
+
+
+class Status(str, enum.Enum):
+    LAUNCHING = "LAUNCHING"
+    READY = "READY"
+    FAILED = "FAILED"
+    TERMINATING = "TERMINATING"
+
+
+@dataclass
+class LaunchRequest:
+    """A validated launch: which registration, under which uid, with which extra arguments."""
+
+    model_name: str
+    model_type: str
+    model_uid: str | None = None
+    model_engine: str | None = None
+    model_path: str | None = None
+    model_format: str | None = None
+    model_size_in_billions: int | float | str | None = None
+    quantization: str | None = None
+    envs: dict[str, str] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelRecord:
+    uid: str
+    model_name: str
+    model_type: str
+    registration: Registration
+    abilities: list[str]
+    engine: str | None = None
+    launcher: str | None = None
+    status: Status = Status.LAUNCHING
+    created_at: float = field(default_factory=time.time)
+    pid: int | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    stderr_tail: str | None = None
+    stage: str = "queued"
+    progress: float = 0.0
+    progress_message: str = ""
+    worker: LocalWorker | None = None
+
+    def describe(self) -> dict[str, Any]:
+        reg = self.registration
+        described = {
+            "model_uid": self.uid,
+            "model_type": self.model_type,
+            "model_name": self.model_name,
+            "model_ability": self.abilities,
+            "model_description": reg.model_description,
+            "model_engine": self.engine,
+            "status": self.status.value,
+            "pid": self.pid,
+            "replica": 1,
+            "created": int(self.created_at),
+            "error": self.error,
+            "exit_code": self.exit_code,
+            "stderr_tail": self.stderr_tail,
+        }
+        if isinstance(reg, FlexibleRegistration):
+            described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
+        return described
+
+
+class Supervisor:
+    def __init__(self, plugins: Plugins, registry: Registry, backend: LocalProcessBackend):
+        self.plugins = plugins
+        self.registry = registry
+        self.backend = backend
+        self.models: dict[str, ModelRecord] = {}
+        self._starts: dict[str, asyncio.Task] = {}
+
+    # -- launch ---------------------------------------------------------------------------
+
+    def _allocate_uid(self, request: LaunchRequest) -> str:
+        if request.model_uid is not None:
+            uid = request.model_uid
+            if not MODEL_UID.match(uid):
+                raise InvalidRequest(f"Invalid model_uid {uid!r}: it must start with a letter or digit and "
+                                     "hold only letters, digits, '.', '_' and '-'.")
+            existing = self.models.get(uid)
+            if existing is not None and existing.status != Status.FAILED:
+                raise Conflict(f"A model with uid {uid!r} is already running; terminate it or choose another uid.")
+            return uid
+        uid, n = request.model_name, 1
+        while uid in self.models:
+            uid, n = f"{request.model_name}-{n}", n + 1
+        return uid
+
+    async def launch(self, request: LaunchRequest, wait_ready: bool = True) -> ModelRecord:
+        entry = self.registry.get(request.model_type, request.model_name)
+        model_type = self.plugins.model_type(entry.model_type)
+        registration = entry.registration
+        if not model_type.uses_engine:
+            selectors = {k: getattr(request, k) for k in ("model_format", "model_size_in_billions", "quantization")}
+            given = [k for k, v in selectors.items() if v is not None]
+            if given:
+                raise InvalidRequest(f"{', '.join(given)} select among model specs, and {model_type.name} "
+                                     "models have none; leave them out.")
+            if request.model_engine is not None:
+                raise InvalidRequest(f"{model_type.name} models run their launcher, not an engine; "
+                                     "leave model_engine out.")
+            launcher = registration.launcher
+            if "." not in launcher and ":" not in launcher:
+                self.plugins.launcher(launcher)  # a bare name must be registered: fail before spawning
+        else:
+            raise InvalidRequest(f"No engine is installed that serves {model_type.name} models; "
+                                 "install an engine plugin such as modelyard-engine-transformers.")
+        uid = self._allocate_uid(request)
+        stale = self.models.get(uid)
+        if stale is not None:  # a FAILED model under the uid asked for: the new launch replaces it
+            await self.terminate(uid)
+        record = ModelRecord(uid=uid, model_name=request.model_name, model_type=model_type.name,
+                             registration=registration, abilities=registration.abilities(model_type),
+                             engine=request.model_engine, launcher=getattr(registration, "launcher", None))
+        self.models[uid] = record
+        launch = {
+            "model_uid": uid,
+            "model_type": model_type.name,
+            "model_name": request.model_name,
+            "registration": registration.model_dump(mode="json"),
+            "model_engine": request.model_engine,
+            "model_path": request.model_path,
+            "kwargs": request.kwargs,
+        }
+        task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs))
+        self._starts[uid] = task
+        task.add_done_callback(lambda _t: self._starts.pop(uid, None))
+        if wait_ready:
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # our own caller went away
+                raise LaunchFailed(f"Model {uid!r} was terminated while it was launching.") from None
+            except LaunchFailed as exc:
+                if self.models.get(uid) is record:
+                    del self.models[uid]  # the caller gets the error; nothing is left to clean up
+                raise LaunchFailed(f"Failed to launch model {uid!r}: {exc.message}") from None
+        return record
+
+    async def _start(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str]) -> None:
+        def on_progress(stage: str, fraction: float, message: str) -> None:
+            record.stage, record.progress, record.progress_message = stage, fraction, message
+
+        try:
+            record.stage = "starting"
+            worker = await self.backend.spawn(record.uid, env=envs, on_progress=on_progress)
+            record.worker, record.pid = worker, worker.pid
+            info = await worker.launch(launch)
+        except asyncio.CancelledError:
+            raise
+        except ModelyardError as exc:
+            self._fail(record, exc.message)
+            if record.worker is not None:
+                await record.worker.stop(STOP_GRACE_SECONDS)
+            raise LaunchFailed(exc.message) from None
+        record.abilities = info.get("abilities", record.abilities)
+        record.status, record.stage, record.progress = Status.READY, "ready", 1.0
+        worker.exited.add_done_callback(lambda f: self._on_exit(record, f.result()))
+
+    def _fail(self, record: ModelRecord, error: str) -> None:
+        record.status, record.stage, record.error = Status.FAILED, "failed", error
+        if record.worker is not None:
+            record.stderr_tail = log_tail(record.worker.log_path)
+
+    def _on_exit(self, record: ModelRecord, code: int) -> None:
+        if record.status == Status.TERMINATING:
+            return
+        record.exit_code = code
+        self._fail(record, f"the worker process (pid {record.pid}) exited with code {code}")
+        log.warning("model %s: worker exited with code %s", record.uid, code)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def get(self, uid: str) -> ModelRecord:
+        record = self.models.get(uid)
+        if record is None:
+            raise NotFound(f"No model with uid {uid!r} is running. GET /v1/models lists the running models.")
+        return record
+
+    def ready_worker(self, uid: str, model_type: str | None = None) -> LocalWorker:
+        record = self.get(uid)
+        if model_type is not None and record.model_type != model_type:
+            raise InvalidRequest(f"Model {uid!r} is a {record.model_type} model; this route serves "
+                                 f"{model_type} models.")
+        if record.status != Status.READY or record.worker is None:
+            detail = f": {record.error}" if record.error else ""
+            raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}.")
+        return record.worker
+
+    async def call(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None) -> Any:
+        return await self.ready_worker(uid, model_type).call(method, args, kwargs)
+
+    def stream(self, uid: str, method: str, args: list, kwargs: dict, *,
+               model_type: str | None = None) -> AsyncIterator[Any]:
+        return self.ready_worker(uid, model_type).stream(method, args, kwargs)
+
+    # -- ending ---------------------------------------------------------------------------
+
+    async def terminate(self, uid: str) -> None:
+        record = self.get(uid)
+        record.status = Status.TERMINATING
+        start = self._starts.get(uid)
+        if start is not None:
+            start.cancel()
+        if record.worker is not None:
+            await record.worker.stop(STOP_GRACE_SECONDS)
+        if self.models.get(uid) is record:
+            del self.models[uid]
+
+    async def shutdown(self) -> None:
+        """End every worker; called when the server stops."""
+        await asyncio.gather(*(self.terminate(uid) for uid in list(self.models)), return_exceptions=True)
