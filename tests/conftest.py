@@ -1,0 +1,25 @@
+import uuid
+
+import pytest
+
+from helpers import Server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One server shared by the end-to-end tests that leave it as they found it."""
+    srv = Server(tmp_path_factory.mktemp("home")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def http(server):
+    with server.http() as client:
+        yield client
+
+
+@pytest.fixture
+def unique():
+    """A fresh model name per test, so tests sharing a server never collide."""
+    return lambda prefix="m": f"{prefix}-{uuid.uuid4().hex[:8]}"

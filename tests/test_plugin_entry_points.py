@@ -1,0 +1,119 @@
+"""Entry-point discovery for real: test plugins pip-installed into a throwaway environment.
+
+The throwaway venv sees this environment's packages (modelyard included) through a `.pth` bridge
+that calls site.addsitedir, so installing the plugins costs no download and touches nothing of
+the developer's environment.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from helpers import TESTS, Server, register_flexible
+
+PLUGINS = TESTS / "plugins"
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory) -> Path:
+    venv = tmp_path_factory.mktemp("plugin-env") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    Path(purelib, "_modelyard_test_bridge.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", str(PLUGINS / "good"), str(PLUGINS / "broken")],
+                   check=True, capture_output=True, text=True)
+    return python
+
+
+@pytest.fixture(scope="module")
+def plugin_server(plugin_env, tmp_path_factory):
+    home = tmp_path_factory.mktemp("plugin-home")
+    srv = Server(home, python=str(plugin_env), env={"MODELYARD_TEST_MARKER": str(home / "marker.txt")}).start()
+    yield srv
+    srv.stop()
+
+
+def test_plugins_are_not_in_the_developer_environment():
+    import importlib.metadata
+
+    names = {d.metadata["Name"] for d in importlib.metadata.distributions()}
+    assert "modelyard-testplugin-good" not in names
+
+
+def test_cli_lists_good_and_broken_plugins(plugin_server):
+    table = plugin_server.cli("plugins").stdout
+    assert "echo-test" in table and "modelyard-testplugin-good" in table and "1.2.3" in table
+    assert "flexible_launchers: echo-test" in table
+    assert "broken-launcher" in table and "ModuleNotFoundError" in table
+    rows = {r["name"]: r for r in json.loads(plugin_server.cli("plugins", "--json").stdout)}
+    assert rows["echo-test"]["error"] is None
+    assert rows["echo-test"]["registered"] == {"flexible_launchers": ["echo-test"]}
+    assert "modelyard_engine_library_that_is_not_installed" in rows["broken-launcher"]["error"]
+    assert rows["broken-launcher"]["distribution"] == "modelyard-testplugin-broken"
+    assert rows["modelyard.types.builtin"]["builtin"] is True
+
+
+def test_plugin_launcher_serves_a_model_while_another_plugin_is_broken(plugin_server):
+    with plugin_server.http() as http:
+        assert register_flexible(http, "echo", "echo-test", {"prefix": ">"}).status_code == 200
+        response = http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible"})
+        assert response.status_code == 200, response.text
+        result = http.post("/v1/flexible/infers", json={"model": "echo", "args": ["hi"]}).json()
+        assert result["echo"] == "hi" and result["prefix"] == ">"
+        worker_pid = http.get("/v1/models/echo").json()["pid"]
+        assert result["pid"] == worker_pid
+        server_pid = http.get("/status").json()["pid"]
+        # the implementation (and the "ML library" it imports) loaded in the worker, never in the server
+        marker_pids = {int(line) for line in Path(plugin_server.env["MODELYARD_TEST_MARKER"]).read_text().split()}
+        assert worker_pid in marker_pids
+        assert server_pid not in marker_pids
+        http.delete("/v1/models/echo")
+
+
+def test_asking_for_a_broken_plugins_launcher_answers_its_error(plugin_server):
+    with plugin_server.http() as http:
+        register_flexible(http, "uses-broken", "broken-launcher")
+        response = http.post("/v1/models", json={"model_name": "uses-broken", "model_type": "flexible"})
+        assert response.status_code == 400
+        detail = response.json()["detail"]
+        assert "plugin 'broken-launcher'" in detail and "modelyard-testplugin-broken" in detail
+        assert "No module named 'modelyard_engine_library_that_is_not_installed'" in detail
+
+
+def test_workers_honour_the_plugin_switches(plugin_server):
+    with plugin_server.http() as http:
+        register_flexible(http, "echo-off", "echo-test")
+        response = http.post("/v1/models", json={"model_name": "echo-off", "model_type": "flexible",
+                                                 "envs": {"MODELYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}})
+        # the server knows the launcher; the worker, with autoload off, does not
+        assert response.status_code == 400
+        assert "No flexible launcher named 'echo-test'" in response.json()["detail"]
+        response = http.post("/v1/models", json={"model_name": "echo-off", "model_type": "flexible",
+                                                 "envs": {"MODELYARD_LOAD_PLUGINS": "modelyard-testplugin-good"}})
+        assert response.status_code == 200, response.text
+        http.delete("/v1/models/echo-off")
+
+
+@pytest.mark.parametrize("switches, expected", [
+    ({}, {"echo-test", "broken-launcher"}),
+    ({"MODELYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}, set()),
+    ({"MODELYARD_LOAD_PLUGINS": "modelyard-testplugin-good"}, {"echo-test"}),
+    ({"MODELYARD_LOAD_PLUGINS": "modelyard_testplugin_broken"}, {"broken-launcher"}),
+    ({"MODELYARD_LOAD_PLUGINS": ""}, set()),
+])
+def test_switches_limit_entry_points_but_never_builtins(plugin_env, switches, expected):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    out = subprocess.run([str(plugin_env), "-m", "modelyard", "plugins", "--local", "--json"],
+                         env={**env, **switches}, check=True, capture_output=True, text=True).stdout
+    names = {row["name"] for row in json.loads(out)}
+    assert names - {"modelyard.types.builtin", "server"} == expected
+    assert {"modelyard.types.builtin", "server"} <= names
