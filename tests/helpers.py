@@ -59,7 +59,7 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.log_path = home / "server.log"
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

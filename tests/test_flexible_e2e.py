@@ -105,7 +105,7 @@ def test_each_model_runs_in_its_own_process(http, unique):
     assert pids[0][1] != pids[1][1]
     for uid, pid in pids:
         assert http.delete(f"/v1/models/{uid}").status_code == 200
-        assert wait_until(lambda: not pid_alive(pid), timeout=10)
+        assert wait_until(lambda pid=pid: not pid_alive(pid), timeout=10)
 
 
 def test_launch_kwargs_override_launcher_args(http, unique):

@@ -81,7 +81,7 @@ def test_xinference_templates_parse_and_keep_unknown_keys(plugins, model_type):
         if key == "virtualenv":
             assert {k: dumped[key][k] for k in value} == value
         elif key == "model_specs":
-            for given, kept in zip(value, dumped[key]):
+            for given, kept in zip(value, dumped[key], strict=True):
                 assert {k: kept[k] for k in given} == given
         else:
             assert dumped[key] == value, key

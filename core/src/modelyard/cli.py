@@ -10,7 +10,8 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -49,9 +50,9 @@ def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain text table: a header, a rule, one line per row."""
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    header = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))
+    header = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))
     rule = "  ".join("-" * w for w in widths)
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join([header.rstrip(), rule] + lines)
 
 

@@ -36,7 +36,7 @@ def _raise_for_error(response: httpx.Response) -> None:
 class ModelHandle:
     """A running model; subclasses add the calls of its model type."""
 
-    def __init__(self, client: "Client", model_uid: str, description: dict[str, Any]):
+    def __init__(self, client: Client, model_uid: str, description: dict[str, Any]):
         self.client = client
         self.model_uid = model_uid
         self.description = description
@@ -64,7 +64,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:

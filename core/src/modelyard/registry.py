@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from modelyard.errors import Conflict, InvalidRequest, NotFound
 from modelyard.plugins import Plugins
 from modelyard.store import Store
-from modelyard.types import ModelType, Registration
+from modelyard.types import ModelType, Registration, json_object
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,10 @@ class Registry:
     def parse(self, model_type: str, model: str | dict[str, Any]) -> tuple[ModelType, Registration]:
         """Validate a registration (a JSON string or an object) against its type's schema."""
         mt = self.plugins.model_type(model_type)
-        if isinstance(model, str):
-            try:
-                model = json.loads(model)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"The model definition is not valid JSON: {exc}") from None
-        if not isinstance(model, dict):
-            raise InvalidRequest(
-                f"The model definition must be a JSON object, got {type(model).__name__}")
+        try:
+            model = json_object(model, "The model definition")
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
         try:
             registration = mt.parse(model)
         except ValidationError as exc:

@@ -12,7 +12,8 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
 from modelyard.plugins import Plugins
@@ -20,6 +21,7 @@ from modelyard.registry import Registry
 from modelyard.types import Registration
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
+from modelyard_server.protocol import LaunchModelRequest
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +34,6 @@ class Status(str, enum.Enum):
     READY = "READY"
     FAILED = "FAILED"
     TERMINATING = "TERMINATING"
-
-
-@dataclass
-class LaunchRequest:
-    """A validated launch: which registration, under which uid, with which extra arguments."""
-
-    model_name: str
-    model_type: str
-    model_uid: str | None = None
-    model_engine: str | None = None
-    model_path: str | None = None
-    model_format: str | None = None
-    model_size_in_billions: int | float | str | None = None
-    quantization: str | None = None
-    envs: dict[str, str] = field(default_factory=dict)
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,7 +88,7 @@ class Supervisor:
 
     # -- launch ---------------------------------------------------------------------------
 
-    def _allocate_uid(self, request: LaunchRequest) -> str:
+    def _allocate_uid(self, request: LaunchModelRequest) -> str:
         if request.model_uid is not None:
             uid = request.model_uid
             if not MODEL_UID.match(uid):
@@ -117,7 +103,7 @@ class Supervisor:
             uid, n = f"{request.model_name}-{n}", n + 1
         return uid
 
-    async def launch(self, request: LaunchRequest, wait_ready: bool = True) -> ModelRecord:
+    async def launch(self, request: LaunchModelRequest, wait_ready: bool = True) -> ModelRecord:
         entry = self.registry.get(request.model_type, request.model_name)
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration
@@ -151,9 +137,9 @@ class Supervisor:
             "registration": registration.model_dump(mode="json"),
             "model_engine": request.model_engine,
             "model_path": request.model_path,
-            "kwargs": request.kwargs,
+            "kwargs": dict(request.model_extra or {}),  # every key the protocol does not name
         }
-        task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs))
+        task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs or {}))
         self._starts[uid] = task
         task.add_done_callback(lambda _t: self._starts.pop(uid, None))
         if wait_ready:

@@ -72,7 +72,7 @@ class Registration(BaseModel):
             uris.append(top)
         return uris
 
-    def abilities(self, model_type: "ModelType") -> list[str]:
+    def abilities(self, model_type: ModelType) -> list[str]:
         declared = getattr(self, "model_ability", None)
         if isinstance(declared, list) and declared:
             return list(declared)

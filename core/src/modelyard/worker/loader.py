@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from modelyard.errors import InvalidRequest, LaunchFailed
 from modelyard.plugins import Plugins, import_object

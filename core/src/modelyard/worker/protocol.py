@@ -18,7 +18,8 @@ worker -> server   [PROGRESS, stage, fraction, message]  while loading
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import msgpack
 

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request
 from modelyard.errors import InvalidRequest
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.state import server_state
-from modelyard_server.supervisor import LaunchRequest
 
 router = APIRouter(prefix="/v1/models")
 
@@ -17,13 +16,7 @@ async def launch(body: LaunchModelRequest, request: Request, wait_ready: bool = 
     problems = body.unsupported()
     if problems:
         raise InvalidRequest("Unsupported launch parameters: " + "; ".join(problems) + ".")
-    extra = dict(body.model_extra or {})
-    launch_request = LaunchRequest(
-        model_name=body.model_name, model_type=body.model_type, model_uid=body.model_uid,
-        model_engine=body.model_engine, model_path=body.model_path, model_format=body.model_format,
-        model_size_in_billions=body.model_size_in_billions, quantization=body.quantization,
-        envs=body.envs or {}, kwargs=extra)
-    record = await server_state(request).supervisor.launch(launch_request, wait_ready=wait_ready)
+    record = await server_state(request).supervisor.launch(body, wait_ready=wait_ready)
     return {"model_uid": record.uid}
 
 
