@@ -16,6 +16,7 @@ from modelyard_server import __version__
 from modelyard_server.errors import install_error_handlers
 from modelyard_server.local_backend import LocalProcessBackend
 from modelyard_server.routes import flexible, models, registrations, status
+from modelyard_server.settings import Settings
 from modelyard_server.state import ServerState
 from modelyard_server.supervisor import Supervisor
 
@@ -29,7 +30,8 @@ def create_app(home: Path | None = None) -> FastAPI:
         plugins = get_plugins()
         store = Store(home / "modelyard.db")
         registry = Registry(plugins, store)
-        supervisor = Supervisor(plugins, registry, LocalProcessBackend(home))
+        supervisor = Supervisor(plugins, registry, LocalProcessBackend(home), Settings.from_env())
+        supervisor.start()
         app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, time.time())
         try:
             yield

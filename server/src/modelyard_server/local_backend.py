@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,17 +27,33 @@ TAIL_BYTES = 8192
 TAIL_LINES = 20
 
 
-def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+def rotated(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
     """The last lines of a log file, read from its end whatever its size."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - TAIL_BYTES))
+            f.seek(max(0, size - max_bytes))
             data = f.read()
     except OSError:
         return ""
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def rotate_log(path: Path, max_bytes: int) -> bool:
+    """Past `max_bytes`, move the log's content to `<log>.1` (replacing it) and empty the log."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        shutil.copyfile(path, rotated(path))
+        os.truncate(path, 0)
+    except OSError:
+        return False
+    return True
 
 
 class WorkerGone(Unavailable):
@@ -58,6 +75,7 @@ class LocalWorker:
         self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.pending: dict[int, asyncio.Future | asyncio.Queue] = {}
+        self.pings: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
         self.gone_reason: str | None = None
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
@@ -95,6 +113,10 @@ class LocalWorker:
                 queue.put_nowait((kind, message[2] if kind == p.CHUNK else None))
                 if kind == p.END:
                     self.pending.pop(message[1], None)
+        elif kind == p.PONG:
+            waiter = self.pings.pop(message[1], None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message[2])
         elif kind == p.PROGRESS:
             self.on_progress(message[1], message[2], message[3])
         elif kind == p.READY:
@@ -131,26 +153,29 @@ class LocalWorker:
         await p.send(self.writer, [p.LAUNCH, launch])
         return await self.ready
 
-    async def call(self, method: str, args: list, kwargs: dict, json_result: bool = True) -> Any:
+    async def call(self, method: str, args: list, kwargs: dict, mode: str = p.MODE_JSON) -> Any:
+        """One result; cancelling the awaiting task cancels the call in the worker."""
         self._check_alive()
         rid = next(self.ids)
         future = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
         try:
-            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, json_result])
+            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, mode])
             return await future
         except asyncio.CancelledError:
             self._cancel(rid)
             raise
 
-    async def stream(self, method: str, args: list, kwargs: dict, json_result: bool = True) -> AsyncIterator[Any]:
+    async def stream(self, method: str, args: list, kwargs: dict,
+                     mode: str = p.MODE_STREAM_JSON) -> AsyncIterator[Any]:
+        """The items a generator method yields; closing the iterator early cancels the call."""
         self._check_alive()
         rid = next(self.ids)
         queue: asyncio.Queue = asyncio.Queue()
         self.pending[rid] = queue
         finished = False
         try:
-            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, json_result])
+            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, mode])
             while True:
                 kind, value = await queue.get()
                 if kind == p.CHUNK:
@@ -168,6 +193,18 @@ class LocalWorker:
         finally:
             if not finished:
                 self._cancel(rid)
+
+    async def ping(self, timeout: float) -> dict[str, Any]:
+        """The worker's health report; TimeoutError when its event loop does not answer in time."""
+        self._check_alive()
+        token = next(self.ids)
+        waiter = asyncio.get_running_loop().create_future()
+        self.pings[token] = waiter
+        try:
+            await p.send(self.writer, [p.PING, token])
+            return await asyncio.wait_for(waiter, timeout)
+        finally:
+            self.pings.pop(token, None)
 
     def _cancel(self, rid: int) -> None:
         if self.pending.pop(rid, None) is not None and not self.exited.done():
@@ -206,7 +243,10 @@ class LocalProcessBackend:
                     on_progress: Callable[[str, float, str], None]) -> LocalWorker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_path = self.log_path(uid)
-        with open(log_path, "wb") as log:
+        log_path.unlink(missing_ok=True)
+        rotated(log_path).unlink(missing_ok=True)
+        # O_APPEND: after the server truncates the log to rotate it, the worker writes at the new end.
+        with open(log_path, "ab") as log:
             try:
                 process = subprocess.Popen(
                     [python or sys.executable, "-m", "modelyard.worker", "--fd", str(theirs.fileno()),

@@ -20,18 +20,20 @@ from modelyard.plugins import Plugins
 from modelyard.registry import Registry
 from modelyard.types import Registration
 from modelyard.types.flexible import FlexibleRegistration
-from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
+from modelyard.worker import protocol as wire
+from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail, rotate_log
 from modelyard_server.protocol import LaunchModelRequest
+from modelyard_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MODEL_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-STOP_GRACE_SECONDS = 5.0
 
 
 class Status(str, enum.Enum):
     LAUNCHING = "LAUNCHING"
     READY = "READY"
+    UNHEALTHY = "UNHEALTHY"
     FAILED = "FAILED"
     TERMINATING = "TERMINATING"
 
@@ -79,12 +81,19 @@ class ModelRecord:
 
 
 class Supervisor:
-    def __init__(self, plugins: Plugins, registry: Registry, backend: LocalProcessBackend):
+    def __init__(self, plugins: Plugins, registry: Registry, backend: LocalProcessBackend,
+                 settings: Settings | None = None):
         self.plugins = plugins
         self.registry = registry
         self.backend = backend
+        self.settings = settings or Settings()
         self.models: dict[str, ModelRecord] = {}
         self._starts: dict[str, asyncio.Task] = {}
+        self._watch: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Begin watching the workers' health; call from the running event loop."""
+        self._watch = asyncio.get_running_loop().create_task(self._watch_health())
 
     # -- launch ---------------------------------------------------------------------------
 
@@ -169,7 +178,7 @@ class Supervisor:
         except ModelyardError as exc:
             self._fail(record, exc.message)
             if record.worker is not None:
-                await record.worker.stop(STOP_GRACE_SECONDS)
+                await record.worker.stop(self.settings.stop_grace)
             raise LaunchFailed(exc.message) from None
         record.abilities = info.get("abilities", record.abilities)
         record.status, record.stage, record.progress = Status.READY, "ready", 1.0
@@ -205,12 +214,48 @@ class Supervisor:
             raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}.")
         return record.worker
 
-    async def call(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None) -> Any:
-        return await self.ready_worker(uid, model_type).call(method, args, kwargs)
+    async def call(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
+                   mode: str = wire.MODE_JSON) -> Any:
+        return await self.ready_worker(uid, model_type).call(method, args, kwargs, mode)
 
-    def stream(self, uid: str, method: str, args: list, kwargs: dict, *,
-               model_type: str | None = None) -> AsyncIterator[Any]:
-        return self.ready_worker(uid, model_type).stream(method, args, kwargs)
+    def stream(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
+               mode: str = wire.MODE_STREAM_JSON) -> AsyncIterator[Any]:
+        return self.ready_worker(uid, model_type).stream(method, args, kwargs, mode)
+
+    # -- health ---------------------------------------------------------------------------
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            records = [r for r in self.models.values() if r.status in (Status.READY, Status.UNHEALTHY)]
+            await asyncio.gather(*(self._check(r) for r in records), return_exceptions=True)
+
+    async def _check(self, record: ModelRecord) -> None:
+        if record.worker is None:
+            return
+        rotate_log(record.worker.log_path, self.settings.log_max_bytes)
+        try:
+            report = await record.worker.ping(self.settings.health_timeout)
+        except asyncio.TimeoutError:
+            problem = (f"its worker (pid {record.pid}) did not answer a health check within "
+                       f"{self.settings.health_timeout:g} s")
+        except Unavailable:
+            return  # it exited: _on_exit reports that
+        else:
+            stalled = report.get("stalled_seconds", 0.0)
+            limit = self.settings.stall_timeout
+            problem = (f"a call has made no progress for {stalled:.0f} s (limit {limit:g} s)"
+                       if limit and stalled > limit else None)
+        if record.status not in (Status.READY, Status.UNHEALTHY):
+            return  # terminated or failed while we waited
+        if problem is None:
+            if record.status == Status.UNHEALTHY:
+                log.warning("model %s is healthy again", record.uid)
+                record.status, record.error = Status.READY, None
+            return
+        if record.status == Status.READY:
+            log.warning("model %s is unhealthy: %s", record.uid, problem)
+        record.status, record.error = Status.UNHEALTHY, f"unhealthy: {problem}; terminate it to free its resources"
 
     # -- ending ---------------------------------------------------------------------------
 
@@ -221,10 +266,12 @@ class Supervisor:
         if start is not None:
             start.cancel()
         if record.worker is not None:
-            await record.worker.stop(STOP_GRACE_SECONDS)
+            await record.worker.stop(self.settings.stop_grace)
         if self.models.get(uid) is record:
             del self.models[uid]
 
     async def shutdown(self) -> None:
         """End every worker; called when the server stops."""
+        if self._watch is not None:
+            self._watch.cancel()
         await asyncio.gather(*(self.terminate(uid) for uid in list(self.models)), return_exceptions=True)

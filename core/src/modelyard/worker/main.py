@@ -14,7 +14,9 @@ import inspect
 import os
 import socket
 import sys
+import time
 import traceback
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from modelyard import jsonable
@@ -34,6 +36,9 @@ class Worker:
         self.tasks: dict[int, asyncio.Task] = {}
         self.loaded: LoadedModel | None = None
         self.signatures: dict[str, inspect.Signature | None] = {}
+        # When each in-flight call last made progress (started, or yielded an item): health pings
+        # report the oldest, so the server can tell a hung call from a busy worker.
+        self.progress_at: dict[int, float] = {}
 
     def send_nowait(self, message: list[Any]) -> None:
         self.writer.write(p.pack(message))
@@ -67,18 +72,25 @@ class Worker:
     def dispatch(self, message: list[Any]) -> None:
         kind = message[0]
         if kind == p.CALL:
-            _, rid, method, args, kwargs, json_result = message
-            task = self.loop.create_task(self.call(rid, method, args, kwargs, json_result))
+            _, rid, method, args, kwargs, mode = message
+            self.progress_at[rid] = time.monotonic()
+            task = self.loop.create_task(self.call(rid, method, args, kwargs, mode))
             self.tasks[rid] = task
-            task.add_done_callback(lambda _t, rid=rid: self.tasks.pop(rid, None))
+            task.add_done_callback(lambda _t, rid=rid: self._forget(rid))
         elif kind == p.CANCEL:
             task = self.tasks.get(message[1])
             if task is not None:
                 task.cancel()
         elif kind == p.PING:
-            self.send_nowait([p.PONG, message[1]])
+            now = time.monotonic()
+            stalled = now - min(self.progress_at.values()) if self.progress_at else 0.0
+            self.send_nowait([p.PONG, message[1], {"in_flight": len(self.tasks), "stalled_seconds": stalled}])
 
-    async def call(self, rid: int, name: str, args: list, kwargs: dict, json_result: bool) -> None:
+    def _forget(self, rid: int) -> None:
+        self.tasks.pop(rid, None)
+        self.progress_at.pop(rid, None)
+
+    async def call(self, rid: int, name: str, args: list, kwargs: dict, mode: str) -> None:
         try:
             if name not in self.signatures:
                 raise InvalidRequest(f"This model has no {name!r} ability; it has: "
@@ -94,11 +106,13 @@ class Worker:
                 result = await method(*args, **kwargs)
             else:
                 result = await self.loop.run_in_executor(self.pool, functools.partial(method, *args, **kwargs))
+            encode = jsonable.dumps if mode in (p.MODE_JSON, p.MODE_STREAM_JSON) else _as_is
             if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                await self.stream(rid, result, json_result)
-                return
-            value = jsonable.dumps(result) if json_result else result
-            await p.send(self.writer, [p.RESULT, rid, value])
+                if mode in (p.MODE_STREAM_JSON, p.MODE_STREAM):
+                    await self.stream(rid, result, encode)
+                    return
+                result = await self.collect(rid, result)
+            await p.send(self.writer, [p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
             pass  # the caller is gone; nobody waits for an answer
         except ModelyardError as exc:
@@ -109,25 +123,38 @@ class Worker:
             traceback.print_exc()
             await p.send(self.writer, [p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
 
-    async def stream(self, rid: int, result: Any, json_result: bool) -> None:
-        encode = jsonable.dumps if json_result else (lambda v: v)
+    async def items(self, rid: int, result: Any) -> AsyncIterator[Any]:
+        """The items of a sync or async generator; each one counts as progress of call `rid`."""
         if inspect.isasyncgen(result):
             try:
                 async for item in result:
-                    await p.send(self.writer, [p.CHUNK, rid, encode(item)])
+                    self.progress_at[rid] = time.monotonic()
+                    yield item
             finally:
                 await result.aclose()
-        else:
-            done = object()
-            try:
-                while True:
-                    item = await self.loop.run_in_executor(self.pool, next, result, done)
-                    if item is done:
-                        break
-                    await p.send(self.writer, [p.CHUNK, rid, encode(item)])
-            finally:
-                result.close()
+            return
+        done = object()
+        try:
+            while True:
+                item = await self.loop.run_in_executor(self.pool, next, result, done)
+                if item is done:
+                    return
+                self.progress_at[rid] = time.monotonic()
+                yield item
+        finally:
+            result.close()  # a cancelled stream stops the model's generator at its next yield
+
+    async def collect(self, rid: int, result: Any) -> list[Any]:
+        return [item async for item in self.items(rid, result)]
+
+    async def stream(self, rid: int, result: Any, encode: Callable[[Any], Any]) -> None:
+        async for item in self.items(rid, result):
+            await p.send(self.writer, [p.CHUNK, rid, encode(item)])
         await p.send(self.writer, [p.END, rid])
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 async def serve(fd: int) -> bool:

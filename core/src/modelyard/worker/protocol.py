@@ -4,15 +4,18 @@ msgpack is self-delimiting, so a streaming unpacker is the framing. Every messag
 first item is its kind.
 
 server -> worker   [LAUNCH, launch]                      first message: what to load
-                   [CALL, rid, method, args, kwargs, json_result]
+                   [CALL, rid, method, args, kwargs, mode]
                    [CANCEL, rid]
                    [PING, token]
 worker -> server   [PROGRESS, stage, fraction, message]  while loading
                    [READY, info]  or  [FAILED, type, message]
-                   [RESULT, rid, value]                  value is JSON bytes when json_result
-                   [CHUNK, rid, value] ... [END, rid]    a streamed result
+                   [RESULT, rid, value]                  one value (a generator's items, collected)
+                   [CHUNK, rid, value] ... [END, rid]    a generator's items, in a stream mode
                    [ERROR, rid, type, status, message]
-                   [PONG, token]
+                   [PONG, token, {in_flight, stalled_seconds}]
+
+A call's mode says how values travel: MODE_JSON / MODE_STREAM_JSON encode each value as JSON bytes
+in the worker (the server passes them through untouched); MODE_RAW / MODE_STREAM send msgpack values.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import msgpack
 LAUNCH, PROGRESS, READY, FAILED = "launch", "progress", "ready", "failed"
 CALL, CANCEL, PING, PONG = "call", "cancel", "ping", "pong"
 RESULT, CHUNK, END, ERROR = "result", "chunk", "end", "error"
+MODE_JSON, MODE_RAW, MODE_STREAM_JSON, MODE_STREAM = "json", "raw", "stream_json", "stream"
 
 # Past this many bytes waiting in the socket buffer, a writer waits for the peer to read.
 HIGH_WATER = 1 << 20

@@ -1,7 +1,8 @@
 """Flexible models: POST /v1/flexible/infers calls `model.infer(*args, **kwargs)`.
 
 The hot path: the body is parsed once here, the worker returns the result already encoded as
-JSON, and the server passes those bytes through untouched.
+JSON, and the server passes those bytes through untouched. With `?stream=true`, an `infer` that
+yields answers as server-sent events, one per item.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from modelyard.errors import InvalidRequest
 from modelyard_server.state import server_state
+from modelyard_server.streaming import cancel_on_disconnect, first_then_rest, sse
 
 router = APIRouter()
 
 
 @router.post("/v1/flexible/infers")
-async def infer(request: Request) -> Response:
+async def infer(request: Request, stream: bool = False) -> Response:
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -30,5 +33,9 @@ async def infer(request: Request) -> Response:
     args = body.pop("args", None) or []
     if not isinstance(args, list):
         raise InvalidRequest('"args" must be a JSON array of positional arguments.')
-    payload = await server_state(request).supervisor.call(uid, "infer", args, body, model_type="flexible")
+    supervisor = server_state(request).supervisor
+    if stream:
+        chunks = await first_then_rest(supervisor.stream(uid, "infer", args, body, model_type="flexible"))
+        return StreamingResponse(sse(chunks), media_type="text/event-stream")
+    payload = await cancel_on_disconnect(request, supervisor.call(uid, "infer", args, body, model_type="flexible"))
     return Response(content=payload, media_type="application/json")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from modelyard.errors import InvalidRequest
+from modelyard_server.local_backend import log_tail
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.state import server_state
 
@@ -38,6 +39,14 @@ async def progress(model_uid: str, request: Request) -> dict:
     record = server_state(request).supervisor.get(model_uid)
     return {"progress": record.progress, "stage": record.stage, "message": record.progress_message,
             "status": record.status.value, "error": record.error}
+
+
+@router.get("/{model_uid}/logs")
+async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, le=10_000)) -> dict:
+    """The tail of the model's worker output (stdout and stderr)."""
+    record = server_state(request).supervisor.get(model_uid)
+    path = server_state(request).supervisor.backend.log_path(model_uid)
+    return {"model_uid": record.uid, "path": str(path), "lines": log_tail(path, lines, max_bytes=lines * 1024)}
 
 
 @router.delete("/{model_uid}")

@@ -1,0 +1,68 @@
+"""HTTP-side plumbing shared by the routes that call models: disconnects and server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from fastapi import Request
+
+from modelyard.errors import ModelyardError
+from modelyard_server.errors import error_body
+
+T = TypeVar("T")
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message can only be the client's disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def cancel_on_disconnect(request: Request, call: Awaitable[T]) -> T:
+    """Await `call`; if the client goes away first, cancel it (which cancels it in the worker)."""
+    call_task = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((call_task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not call_task.done():
+        call_task.cancel()
+        raise asyncio.CancelledError("the client disconnected")
+    return call_task.result()
+
+
+async def first_then_rest(chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Wait for the first item before answering, so an error that comes first (bad arguments, a
+    dead worker) is a proper HTTP error rather than an in-band event after a 200."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return _empty()
+
+    async def rest() -> AsyncIterator[T]:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return rest()
+
+
+async def _empty() -> AsyncIterator[T]:
+    return
+    yield
+
+
+async def sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Server-sent events: `data: <json>` per chunk, `data: [DONE]` at the end, errors in-band."""
+    try:
+        async for chunk in chunks:
+            yield b"data: " + chunk + b"\n\n"
+    except ModelyardError as exc:
+        body = error_body(exc.status, exc.message, exc.type)
+        yield b"data: " + json.dumps({"error": body["error"]}).encode() + b"\n\n"
+        return
+    yield b"data: [DONE]\n\n"
