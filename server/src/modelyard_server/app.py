@@ -41,6 +41,7 @@ def create_app(home: Path | None = None) -> FastAPI:
 
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    for module in (status, registrations, models, flexible):
+    # Inference routes first: the router tries routes in order, and they carry the traffic.
+    for module in (flexible, models, registrations, status):
         app.include_router(module.router)
     return app

@@ -19,8 +19,11 @@ from modelyard_server.streaming import cancel_on_disconnect, first_then_rest, ss
 router = APIRouter()
 
 
-@router.post("/v1/flexible/infers")
-async def infer(request: Request, stream: bool = False) -> Response:
+@router.post("/v1/flexible/infers", openapi_extra={"parameters": [
+    {"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}}]})
+async def infer(request: Request) -> Response:
+    # `stream` is read by hand: a declared query parameter costs a validation pass on every call.
+    stream = request.query_params.get("stream", "false").lower() in ("1", "true", "yes", "on")
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,0 +1,138 @@
+"""Bench: the cost of the request path to a flexible model, against a bare FastAPI app.
+
+    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3]
+
+Starts a modelyard server with a trivial flexible model and a bare FastAPI + uvicorn echo app
+(same uvicorn settings), then measures requests/s and p50/p99 latency of POST /v1/flexible/infers
+at concurrency 1 and 16 with a minimal asyncio client (loadgen.py), rounds interleaved, both
+servers in the same run. Also: server start-to-ready time, idle RSS of the server and of a worker,
+and the launch time of the trivial model. Figures, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+PY = sys.executable
+BODY = json.dumps({"model": "echo", "args": ["hello world"]})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/status", timeout=0.5).status_code == 200:
+                return time.perf_counter()
+        except httpx.TransportError:
+            time.sleep(0.005)
+    raise SystemExit(f"{url} did not start")
+
+
+def start(cmd: list[str], env: dict[str, str], port: int) -> tuple[subprocess.Popen, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, wait_ready(f"http://127.0.0.1:{port}", proc) - t0
+
+
+def load(port: int, concurrency: int, seconds: float) -> dict:
+    out = subprocess.run([PY, str(BENCH / "loadgen.py"), "127.0.0.1", str(port), "/v1/flexible/infers", BODY,
+                          str(concurrency), str(seconds)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
+    env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(BENCH)}
+    my_port, bare_port = free_port(), free_port()
+    starts = []
+    for _ in range(3):  # start-to-ready, median of three cold starts
+        proc, ready = start([PY, "-m", "modelyard", "serve", "--port", str(my_port), "--log-level", "warning"],
+                            env, my_port)
+        starts.append(ready)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    server, _ = start([PY, "-m", "modelyard", "serve", "--port", str(my_port), "--log-level", "warning"],
+                      env, my_port)
+    bare, _ = start([PY, str(BENCH / "echo_app.py"), str(bare_port)], env, bare_port)
+    report: dict = {}
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{my_port}", timeout=60)
+        spec = {"model_name": "echo", "launcher": "trivial_model.launcher"}
+        http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec)}).raise_for_status()
+        launches = []
+        for i in range(3):
+            t0 = time.perf_counter()
+            http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible",
+                                          "model_uid": f"launch-{i}"}).raise_for_status()
+            launches.append(time.perf_counter() - t0)
+            http.delete(f"/v1/models/launch-{i}").raise_for_status()
+        http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible"}).raise_for_status()
+        worker_pid = http.get("/v1/models/echo").json()["pid"]
+        assert http.post("/v1/flexible/infers", content=BODY).json() == {"echo": "hello world"}
+        time.sleep(1)
+        report["server_start_to_ready_s"] = statistics.median(starts)
+        report["launch_trivial_model_s"] = statistics.median(launches)
+        report["idle_rss_server_mib"] = rss_mib(server.pid)
+        report["idle_rss_worker_mib"] = rss_mib(worker_pid)
+        report["idle_rss_bare_app_mib"] = rss_mib(bare.pid)
+
+        load(my_port, 4, 1.0)  # warm both up
+        load(bare_port, 4, 1.0)
+        results: dict[tuple[str, int], list[dict]] = {}
+        for _ in range(args.rounds):
+            for concurrency in (1, 16):
+                for name, port in (("bare", bare_port), ("modelyard", my_port)):
+                    results.setdefault((name, concurrency), []).append(load(port, concurrency, args.seconds))
+        for (name, concurrency), runs in sorted(results.items()):
+            report[f"{name}_c{concurrency}"] = {
+                "rps": round(statistics.median(r["rps"] for r in runs), 1),
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 3),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
+                "errors": sum(r["errors"] for r in runs),
+            }
+        for concurrency in (1, 16):
+            report[f"ratio_rps_c{concurrency}"] = round(
+                report[f"modelyard_c{concurrency}"]["rps"] / report[f"bare_c{concurrency}"]["rps"], 3)
+    finally:
+        for proc in (server, bare):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
