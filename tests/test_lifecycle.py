@@ -181,7 +181,8 @@ def _workers_of(server) -> list[int]:
         return [m["pid"] for m in http.get("/v1/models").json()["data"]]
 
 
-def test_sigterm_to_the_server_ends_every_worker_even_with_a_stream_open(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stopping_the_server_ends_every_worker_even_with_a_stream_open(tmp_path, sig):
     srv = Server(tmp_path / "home", env=HEALTH).start()
     with srv.http() as http:
         register_flexible(http, "s", "lifecycle_models.streamer_launcher")
@@ -204,7 +205,7 @@ def test_sigterm_to_the_server_ends_every_worker_even_with_a_stream_open(tmp_pat
     holder = threading.Thread(target=hold_a_stream, daemon=True)
     holder.start()
     assert streaming.wait(10)
-    srv.stop(signal.SIGTERM, timeout=30)  # bounded: graceful-shutdown timeout plus stop grace
+    srv.stop(sig, timeout=30)  # bounded: graceful-shutdown timeout plus stop grace
     for pid in pids + [child]:
         assert not pid_alive(pid), pid
     holder.join(10)
