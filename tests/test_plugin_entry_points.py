@@ -13,6 +13,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from wheels import build_wheel
 
 from helpers import TESTS, Server, register_flexible
 
@@ -37,7 +38,8 @@ def plugin_env(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def plugin_server(plugin_env, tmp_path_factory):
     home = tmp_path_factory.mktemp("plugin-home")
-    srv = Server(home, python=str(plugin_env), env={"MODELYARD_TEST_MARKER": str(home / "marker.txt")}).start()
+    srv = Server(home, python=str(plugin_env), env={"MODELYARD_TEST_MARKER": str(home / "marker.txt"),
+                                                     "UV_OFFLINE": "1"}).start()
     yield srv
     srv.stop()
 
@@ -56,7 +58,7 @@ def test_cli_lists_good_and_broken_plugins(plugin_server):
     assert "broken-launcher" in table and "ModuleNotFoundError" in table
     rows = {r["name"]: r for r in json.loads(plugin_server.cli("plugins", "--json").stdout)}
     assert rows["echo-test"]["error"] is None
-    assert rows["echo-test"]["registered"] == {"flexible_launchers": ["echo-test"]}
+    assert rows["echo-test"]["registered"] == {"flexible_launchers": ["echo-test", "needs-demo"]}
     assert "modelyard_engine_library_that_is_not_installed" in rows["broken-launcher"]["error"]
     assert rows["broken-launcher"]["distribution"] == "modelyard-testplugin-broken"
     assert rows["modelyard.types.builtin"]["builtin"] is True
@@ -117,3 +119,16 @@ def test_switches_limit_entry_points_but_never_builtins(plugin_env, switches, ex
     names = {row["name"] for row in json.loads(out)}
     assert names - {"modelyard.types.builtin", "server"} == expected
     assert {"modelyard.types.builtin", "server"} <= names
+
+
+def test_a_launchers_runtime_requirements_go_into_the_models_env(plugin_server, tmp_path):
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "demo-pkg", "2.0")
+    venv = {"packages": [], "inherit_pip_config": False, "find_links": str(wheels)}
+    with plugin_server.http() as http:
+        assert register_flexible(http, "demo", "needs-demo", virtualenv=venv).status_code == 200
+        response = http.post("/v1/models", json={"model_name": "demo", "model_type": "flexible"})
+        assert response.status_code == 200, response.text
+        assert http.get("/v1/models/demo").json()["virtualenv"] is not None
+        assert http.post("/v1/flexible/infers", json={"model": "demo", "args": []}).json() == {"demo_pkg": "2.0"}
+        http.delete("/v1/models/demo")

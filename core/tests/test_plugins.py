@@ -5,7 +5,7 @@ import pytest
 from modelyard import hookimpl
 from modelyard.engines import Engine
 from modelyard.errors import InvalidRequest, NotFound
-from modelyard.plugins import Plugins, PluginRecord, import_object
+from modelyard.plugins import PluginRecord, Plugins, import_object
 
 
 class GoodPlugin:

@@ -9,9 +9,10 @@ import contextlib
 import functools
 import json
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator
 
 import click
 
@@ -150,11 +151,48 @@ def unregister(client, model_type: str, model_name: str) -> None:
 @client_command
 def launch(client, model_name: str, model_type: str, model_uid: str | None,
            model_engine: str | None, model_path: str | None) -> None:
-    """Launch a model. Extra `--key value` options go to its launcher or engine (values parsed as JSON)."""
+    """Launch a model. Extra `--key value` options go to its launcher or engine (values parsed as JSON).
+
+    Shows the launch's progress (creating its env, installing, loading) until it is ready or failed.
+    """
     extra = parse_options(click.get_current_context().args)
     uid = client.launch_model(model_name, model_type=model_type, model_uid=model_uid,
-                              model_engine=model_engine, model_path=model_path, **extra)
-    click.echo(f"Model launched: {uid}")
+                              model_engine=model_engine, model_path=model_path, wait_ready=False, **extra)
+    show = ProgressLine()
+    shown = 0
+    while True:
+        progress = client.get_launch_progress(uid)
+        for step in progress["history"][shown:]:
+            show.update(f"[{step['progress'] * 100:3.0f}%] {step['stage']}: {step['message']}")
+        shown = len(progress["history"])
+        if progress["status"] == "READY":
+            show.done()
+            click.echo(f"Model launched: {uid}")
+            return
+        if progress["status"] == "FAILED":
+            show.done()
+            client.terminate_model(uid)  # a failed launch leaves nothing behind, as a waited one does
+            raise click.ClickException(f"Failed to launch model {uid!r}: {progress['error']}")
+        time.sleep(0.2)
+
+
+class ProgressLine:
+    """One status line, rewritten in place on a terminal and printed once per change elsewhere."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+
+    def update(self, text: str) -> None:
+        if self.tty:
+            click.echo("\r\033[K" + text, nl=False, err=True)
+        else:
+            click.echo(text, err=True)
+        self.last = text
+
+    def done(self) -> None:
+        if self.tty and self.last:
+            click.echo(err=True)
 
 
 @cli.command("list")
@@ -189,6 +227,47 @@ def infer(client, model_uid: str, kwargs_json: str | None, args: tuple[str, ...]
     result = client._request("POST", "/v1/flexible/infers",
                              json={"model": model_uid, "args": [parse_value(a) for a in args], **kwargs})
     _echo_json(result)
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@click.option("--lines", "-n", default=100, show_default=True)
+@client_command
+def logs(client, model_uid: str, lines: int) -> None:
+    """Show the last lines a model's worker printed."""
+    click.echo(client.model_logs(model_uid, lines))
+
+
+@cli.group()
+def venv() -> None:
+    """Per-model virtualenvs: list, remove, prune."""
+
+
+@venv.command("list")
+@client_command
+def venv_list(client) -> None:
+    """List the virtualenvs, their packages, sizes and users."""
+    rows = client.list_virtualenvs()
+    for row in rows:
+        row["size"] = f"{row['size_bytes'] / 2**20:.1f} MiB"
+    click.echo(format_table(rows, ["key", "packages", "size", "used_by", "path"]))
+
+
+@venv.command("remove")
+@click.argument("key")
+@client_command
+def venv_remove(client, key: str) -> None:
+    """Remove a virtualenv no running model uses."""
+    client.remove_virtualenv(key)
+    click.echo(f"Removed virtualenv {key}.")
+
+
+@venv.command("prune")
+@client_command
+def venv_prune(client) -> None:
+    """Remove every virtualenv no running model uses."""
+    removed = client.prune_virtualenvs()
+    click.echo(f"Removed {len(removed)} virtualenv(s)" + (f": {', '.join(removed)}" if removed else "."))
 
 
 @cli.command()

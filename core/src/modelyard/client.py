@@ -132,3 +132,17 @@ class Client:
 
     def terminate_model(self, model_uid: str) -> dict[str, Any]:
         return self._request("DELETE", f"/v1/models/{model_uid}")
+
+    def model_logs(self, model_uid: str, lines: int = 100) -> str:
+        return self._request("GET", f"/v1/models/{model_uid}/logs", params={"lines": lines})["lines"]
+
+    # -- virtualenvs ----------------------------------------------------------------------
+
+    def list_virtualenvs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/virtualenvs")["list"]
+
+    def remove_virtualenv(self, key: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/virtualenvs/{key}")
+
+    def prune_virtualenvs(self) -> list[str]:
+        return self._request("POST", "/v1/virtualenvs/prune")["removed"]

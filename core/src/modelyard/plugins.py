@@ -19,9 +19,9 @@ import importlib.metadata
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 import pluggy
 

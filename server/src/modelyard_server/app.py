@@ -12,10 +12,11 @@ from modelyard import config
 from modelyard.plugins import get_plugins
 from modelyard.registry import Registry
 from modelyard.store import Store
+from modelyard.venv import Virtualenvs
 from modelyard_server import __version__
 from modelyard_server.errors import install_error_handlers
 from modelyard_server.local_backend import LocalProcessBackend
-from modelyard_server.routes import flexible, models, registrations, status
+from modelyard_server.routes import flexible, models, registrations, status, virtualenvs
 from modelyard_server.settings import Settings
 from modelyard_server.state import ServerState
 from modelyard_server.supervisor import Supervisor
@@ -30,7 +31,8 @@ def create_app(home: Path | None = None) -> FastAPI:
         plugins = get_plugins()
         store = Store(home / "modelyard.db")
         registry = Registry(plugins, store)
-        supervisor = Supervisor(plugins, registry, LocalProcessBackend(home), Settings.from_env())
+        supervisor = Supervisor(plugins, registry, LocalProcessBackend(home), Virtualenvs(home / "virtualenvs"),
+                                Settings.from_env())
         supervisor.start()
         app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, time.time())
         try:
@@ -42,6 +44,6 @@ def create_app(home: Path | None = None) -> FastAPI:
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     # Inference routes first: the router tries routes in order, and they carry the traffic.
-    for module in (flexible, models, registrations, status):
+    for module in (flexible, models, registrations, status, virtualenvs):
         app.include_router(module.router)
     return app

@@ -60,9 +60,4 @@ class LaunchModelRequest(BaseModel):
         for name in ("request_limits", "peft_model_config", "replica_config", "enable_thinking"):
             if getattr(self, name) is not None:
                 problems.append(f"{name} (not supported yet)")
-        if self.enable_virtual_env:
-            problems.append("enable_virtual_env (per-model virtualenvs are not supported yet)")
-        for name in ("virtual_env_packages", "virtual_env_find_links"):
-            if getattr(self, name):
-                problems.append(f"{name} (per-model virtualenvs are not supported yet)")
         return problems

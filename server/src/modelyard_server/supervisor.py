@@ -11,15 +11,17 @@ import enum
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import AsyncIterator
 
+from modelyard import venv
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
 from modelyard.types import Registration
 from modelyard.types.flexible import FlexibleRegistration
+from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
 from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail, rotate_log
 from modelyard_server.protocol import LaunchModelRequest
@@ -53,10 +55,17 @@ class ModelRecord:
     error: str | None = None
     exit_code: int | None = None
     stderr_tail: str | None = None
+    env_key: str | None = None
     stage: str = "queued"
     progress: float = 0.0
     progress_message: str = ""
+    # every stage the launch went through, so a client polling slowly still sees each one
+    history: list[dict[str, Any]] = field(default_factory=list)
     worker: LocalWorker | None = None
+
+    def note_progress(self, stage: str, fraction: float, message: str = "") -> None:
+        self.stage, self.progress, self.progress_message = stage, fraction, message
+        self.history.append({"stage": stage, "progress": fraction, "message": message, "at": time.time()})
 
     def describe(self) -> dict[str, Any]:
         reg = self.registration
@@ -74,6 +83,7 @@ class ModelRecord:
             "error": self.error,
             "exit_code": self.exit_code,
             "stderr_tail": self.stderr_tail,
+            "virtualenv": self.env_key,
         }
         if isinstance(reg, FlexibleRegistration):
             described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
@@ -82,10 +92,11 @@ class ModelRecord:
 
 class Supervisor:
     def __init__(self, plugins: Plugins, registry: Registry, backend: LocalProcessBackend,
-                 settings: Settings | None = None):
+                 venvs: Virtualenvs, settings: Settings | None = None):
         self.plugins = plugins
         self.registry = registry
         self.backend = backend
+        self.venvs = venvs
         self.settings = settings or Settings()
         self.models: dict[str, ModelRecord] = {}
         self._starts: dict[str, asyncio.Task] = {}
@@ -127,18 +138,27 @@ class Supervisor:
                                      "leave model_engine out.")
             launcher = registration.launcher
             if "." not in launcher and ":" not in launcher:
-                self.plugins.launcher(launcher)  # a bare name must be registered: fail before spawning
+                # a bare name must be registered: fail before spawning
+                requirements = self.plugins.launcher(launcher).requirements
+            else:
+                requirements = ()
         else:
             raise InvalidRequest(f"No engine is installed that serves {model_type.name} models; "
                                  "install an engine plugin such as modelyard-engine-transformers.")
+        env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
+                        extra_packages=request.virtual_env_packages or (),
+                        extra_find_links=request.virtual_env_find_links or (), requirements=requirements)
         uid = self._allocate_uid(request)
         stale = self.models.get(uid)
         if stale is not None:  # a FAILED model under the uid asked for: the new launch replaces it
             await self.terminate(uid)
         record = ModelRecord(uid=uid, model_name=request.model_name, model_type=model_type.name,
                              registration=registration, abilities=registration.abilities(model_type),
-                             engine=request.model_engine, launcher=getattr(registration, "launcher", None))
+                             engine=request.model_engine, launcher=getattr(registration, "launcher", None),
+                             env_key=env.key if env is not None else None)
         self.models[uid] = record
+        if env is not None:
+            self.venvs.acquire(env.key, uid)  # before the build, so nobody removes it under us
         launch = {
             "model_uid": uid,
             "model_type": model_type.name,
@@ -148,7 +168,7 @@ class Supervisor:
             "model_path": request.model_path,
             "kwargs": dict(request.model_extra or {}),  # every key the protocol does not name
         }
-        task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs or {}))
+        task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs or {}, env))
         self._starts[uid] = task
         task.add_done_callback(lambda _t: self._starts.pop(uid, None))
         if wait_ready:
@@ -164,30 +184,39 @@ class Supervisor:
                 raise LaunchFailed(f"Failed to launch model {uid!r}: {exc.message}") from None
         return record
 
-    async def _start(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str]) -> None:
-        def on_progress(stage: str, fraction: float, message: str) -> None:
-            record.stage, record.progress, record.progress_message = stage, fraction, message
-
+    async def _start(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str],
+                     env: venv.EnvSpec | None) -> None:
+        on_progress = record.note_progress
         try:
-            record.stage = "starting"
-            worker = await self.backend.spawn(record.uid, env=envs, on_progress=on_progress)
+            python = None
+            if env is not None:
+                # the worker starts only once its env is complete
+                python = str(await asyncio.to_thread(self.venvs.ensure, env, on_progress))
+            on_progress("loading", 0.7, "starting the worker")
+            worker = await self.backend.spawn(record.uid, python=python, env=envs, on_progress=on_progress)
             record.worker, record.pid = worker, worker.pid
             info = await worker.launch(launch)
-        except asyncio.CancelledError:
-            raise
-        except ModelyardError as exc:
-            self._fail(record, exc.message)
+        except Exception as exc:  # CancelledError (a terminate) passes through untouched
+            message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
+            self._fail(record, message)
             if record.worker is not None:
                 await record.worker.stop(self.settings.stop_grace)
-            raise LaunchFailed(exc.message) from None
+            raise LaunchFailed(message) from None
         record.abilities = info.get("abilities", record.abilities)
-        record.status, record.stage, record.progress = Status.READY, "ready", 1.0
+        record.status = Status.READY
+        record.note_progress("ready", 1.0, "ready")
         worker.exited.add_done_callback(lambda f: self._on_exit(record, f.result()))
 
     def _fail(self, record: ModelRecord, error: str) -> None:
-        record.status, record.stage, record.error = Status.FAILED, "failed", error
+        record.status, record.error = Status.FAILED, error
+        record.note_progress("failed", record.progress, error)
         if record.worker is not None:
             record.stderr_tail = log_tail(record.worker.log_path)
+        self._release_env(record)
+
+    def _release_env(self, record: ModelRecord) -> None:
+        if record.env_key is not None:
+            self.venvs.release(record.env_key, record.uid)
 
     def _on_exit(self, record: ModelRecord, code: int) -> None:
         if record.status == Status.TERMINATING:
@@ -267,6 +296,7 @@ class Supervisor:
             start.cancel()
         if record.worker is not None:
             await record.worker.stop(self.settings.stop_grace)
+        self._release_env(record)
         if self.models.get(uid) is record:
             del self.models[uid]
 

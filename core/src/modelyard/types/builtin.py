@@ -1,13 +1,13 @@
 """Core's own plugin: the seven model types, registered through the same hook any plugin uses."""
 
 from modelyard import hookimpl
+from modelyard.types.audio import AUDIO
 from modelyard.types.embedding import EMBEDDING
 from modelyard.types.flexible import FLEXIBLE
-from modelyard.types.llm import LLM
-from modelyard.types.audio import AUDIO
 from modelyard.types.image import IMAGE
-from modelyard.types.video import VIDEO
+from modelyard.types.llm import LLM
 from modelyard.types.rerank import RERANK
+from modelyard.types.video import VIDEO
 
 
 @hookimpl

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 from modelyard.errors import InvalidRequest, LaunchFailed
 from modelyard.plugins import Plugins, import_object
@@ -42,7 +42,7 @@ def load_flexible(launch: dict[str, Any], plugins: Plugins, progress: Progress) 
     # Launch-time arguments override the registration's launcher_args (Xinference does the reverse).
     kwargs = {**registration.launcher_kwargs(), **launch.get("kwargs", {})}
     launcher = resolve_launcher(registration.launcher, plugins)
-    progress("loading", 0.5, f"calling launcher {registration.launcher}")
+    progress("loading", 0.85, f"calling launcher {registration.launcher}")
     try:
         model = launcher(model_uid=launch["model_uid"], model_spec=registration, **kwargs)
     except Exception as exc:

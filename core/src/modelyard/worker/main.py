@@ -49,7 +49,7 @@ class Worker:
 
     async def load(self, launch: dict[str, Any]) -> bool:
         try:
-            self.progress("loading", 0.1, "importing plugins")
+            self.progress("loading", 0.75, "importing plugins")
             self.loaded = await self.loop.run_in_executor(
                 self.pool, load_model, launch, get_plugins(), self.progress)
         except BaseException as exc:

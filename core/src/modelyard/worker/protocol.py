@@ -21,8 +21,8 @@ in the worker (the server passes them through untouched); MODE_RAW / MODE_STREAM
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgpack
 

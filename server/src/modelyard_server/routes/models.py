@@ -38,7 +38,7 @@ async def describe(model_uid: str, request: Request) -> dict:
 async def progress(model_uid: str, request: Request) -> dict:
     record = server_state(request).supervisor.get(model_uid)
     return {"progress": record.progress, "stage": record.stage, "message": record.progress_message,
-            "status": record.status.value, "error": record.error}
+            "status": record.status.value, "error": record.error, "history": record.history}
 
 
 @router.get("/{model_uid}/logs")

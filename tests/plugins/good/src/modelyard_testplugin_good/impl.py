@@ -13,3 +13,14 @@ class Echo(FlexibleModel):
 
 def launcher(model_uid, model_spec, **kwargs):
     return Echo(model_uid=model_uid, model_path=model_spec.model_uri, config=kwargs)
+
+
+class DemoVersion(FlexibleModel):
+    def infer(self):
+        import demo_pkg
+
+        return {"demo_pkg": demo_pkg.__version__}
+
+
+def demo_launcher(model_uid, model_spec, **kwargs):
+    return DemoVersion(model_uid=model_uid, config=kwargs)

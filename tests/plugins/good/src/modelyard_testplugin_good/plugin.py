@@ -1,4 +1,4 @@
-"""The shim the entry point loads: it registers a launcher by import path and imports nothing else."""
+"""The shim the entry point loads: it registers launchers by import path and imports nothing else."""
 
 from modelyard import hookimpl
 
@@ -6,3 +6,5 @@ from modelyard import hookimpl
 @hookimpl
 def register_flexible_launchers(register):
     register("echo-test", "modelyard_testplugin_good.impl:launcher")
+    # a launcher whose runtime needs the server lacks: they go into the model's own env
+    register("needs-demo", "modelyard_testplugin_good.impl:demo_launcher", requirements=["demo-pkg==2.0"])
