@@ -155,12 +155,17 @@ def test_unsupported_launch_parameters(http, unique):
     http.delete(f"/v1/models/{ok.json()['model_uid']}")
 
 
-def test_a_model_type_without_an_engine_is_a_clear_error(http, tmp_path):
-    spec = {"model_name": "llm-noengine", "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 1,
-                                                           "quantization": "none", "model_uri": str(tmp_path)}]}
+def test_a_model_no_engine_can_serve_is_a_clear_error(http, tmp_path):
+    spec = {"model_name": "llm-noengine", "model_specs": [{"model_format": "mlx", "model_size_in_billions": 1,
+                                                           "quantization": "4bit", "model_uri": str(tmp_path)}]}
     assert http.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}).status_code == 200
     assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM"}), 400,
-                 "No engine is installed")
+                 "No installed engine can serve llm-noengine", "not mlx")
+    assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
+                                               "model_engine": "vllm"}), 404,
+                 "No engine named 'vllm'", "pip install modelyard-engine-vllm")
+    assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
+                                               "model_format": "pytorch"}), 400, "has no spec with format=pytorch")
     http.delete("/v1/model_registrations/LLM/llm-noengine")
 
 

@@ -229,6 +229,67 @@ def infer(client, model_uid: str, kwargs_json: str | None, args: tuple[str, ...]
     _echo_json(result)
 
 
+def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--max-tokens", type=int, default=None, help="Most tokens to generate.")(func)
+    func = click.option("--temperature", type=float, default=None, help="0 for greedy decoding.")(func)
+    func = click.option("--seed", type=int, default=None)(func)
+    return click.option("--stop", multiple=True, help="A stop string (repeatable).")(func)
+
+
+def _config(max_tokens: int | None, temperature: float | None, seed: int | None, stop: tuple[str, ...]) -> dict:
+    config = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed, "stop": list(stop) or None}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@click.option("--system", default=None, help="A system message to start the conversation with.")
+@_generation_options
+@client_command
+def chat(client, model_uid: str, system: str | None, **options: Any) -> None:
+    """Chat with an LLM; each reply streams as it is generated. An empty line or Ctrl-D ends."""
+    model = client.get_model(model_uid)
+    messages = [{"role": "system", "content": system}] if system else []
+    config = {"stream": True, **_config(**options)}
+    while True:
+        try:
+            line = click.prompt("you", prompt_suffix="> ", default="", show_default=False, err=True)
+        except (EOFError, click.Abort):
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        reply = []
+        for chunk in model.chat(messages, config):
+            delta = chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
+            if delta:
+                reply.append(delta)
+                click.echo(delta, nl=False)
+        click.echo()
+        messages.append({"role": "assistant", "content": "".join(reply)})
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@click.argument("prompt", required=False)
+@click.option("--stream/--no-stream", default=True, show_default=True)
+@_generation_options
+@client_command
+def generate(client, model_uid: str, prompt: str | None, stream: bool, **options: Any) -> None:
+    """Complete PROMPT (or standard input) with an LLM."""
+    if prompt is None:
+        prompt = sys.stdin.read()
+    model = client.get_model(model_uid)
+    config = {"stream": stream, **_config(**options)}
+    if not stream:
+        click.echo(model.generate(prompt, config)["choices"][0]["text"])
+        return
+    for chunk in model.generate(prompt, config):
+        if chunk.get("choices"):
+            click.echo(chunk["choices"][0]["text"], nl=False)
+    click.echo()
+
+
 @cli.command()
 @click.option("--model-uid", "-u", required=True)
 @click.option("--lines", "-n", default=100, show_default=True)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -53,7 +54,52 @@ class FlexibleModelHandle(ModelHandle):
                                     timeout=CALL_TIMEOUT)
 
 
-_HANDLES: dict[str, type[ModelHandle]] = {"flexible": FlexibleModelHandle}
+def _sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The JSON events of a server-sent event stream, until `data: [DONE]`; an in-band error raises."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        event = json.loads(data)
+        if "error" in event:
+            error = event["error"]
+            raise rebuild_error(error.get("type"), int(error.get("code") or 500), error.get("message", str(error)))
+        yield event
+
+
+class GenerateModelHandle(ModelHandle):
+    """An LLM: `generate(prompt)`; with `generate_config={"stream": True}` an iterator of chunks."""
+
+    def _post(self, path: str, body: dict[str, Any], generate_config: dict[str, Any] | None) -> Any:
+        body = {"model": self.model_uid, **body, **(generate_config or {})}
+        if not body.get("stream"):
+            return self.client._request("POST", path, json=body, timeout=CALL_TIMEOUT)
+        return self._stream(path, body)
+
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self.client._http.stream("POST", path, json=body, timeout=CALL_TIMEOUT) as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for_error(response)
+            yield from _sse_events(response)
+
+    def generate(self, prompt: str, generate_config: dict[str, Any] | None = None) -> Any:
+        return self._post("/v1/completions", {"prompt": prompt}, generate_config)
+
+
+class ChatModelHandle(GenerateModelHandle):
+    """A chat LLM: `chat(messages)` as well as `generate(prompt)`."""
+
+    def chat(self, messages: list[dict[str, Any]], generate_config: dict[str, Any] | None = None) -> Any:
+        return self._post("/v1/chat/completions", {"messages": messages}, generate_config)
+
+
+def _handle_class(description: dict[str, Any]) -> type[ModelHandle]:
+    if description["model_type"] == "LLM":
+        return ChatModelHandle if "chat" in description.get("model_ability", []) else GenerateModelHandle
+    return {"flexible": FlexibleModelHandle}.get(description["model_type"], ModelHandle)
 
 
 class Client:
@@ -125,10 +171,9 @@ class Client:
         return self._request("GET", f"/v1/models/{model_uid}/progress")
 
     def get_model(self, model_uid: str) -> ModelHandle:
-        """A handle whose methods call the model: `infer` for flexible models."""
+        """A handle whose methods call the model: `infer` for flexible models, `chat` and `generate` for LLMs."""
         description = self.describe_model(model_uid)
-        handle = _HANDLES.get(description["model_type"], ModelHandle)
-        return handle(self, model_uid, description)
+        return _handle_class(description)(self, model_uid, description)
 
     def terminate_model(self, model_uid: str) -> dict[str, Any]:
         return self._request("DELETE", f"/v1/models/{model_uid}")

@@ -16,7 +16,16 @@ from modelyard.venv import Virtualenvs
 from modelyard_server import __version__
 from modelyard_server.errors import install_error_handlers
 from modelyard_server.local_backend import LocalProcessBackend
-from modelyard_server.routes import flexible, models, registrations, status, virtualenvs
+from modelyard_server.routes import (
+    engines,
+    flexible,
+    models,
+    openai_chat,
+    openai_completions,
+    registrations,
+    status,
+    virtualenvs,
+)
 from modelyard_server.settings import Settings
 from modelyard_server.state import ServerState
 from modelyard_server.supervisor import Supervisor
@@ -44,6 +53,6 @@ def create_app(home: Path | None = None) -> FastAPI:
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     # Inference routes first: the router tries routes in order, and they carry the traffic.
-    for module in (flexible, models, registrations, status, virtualenvs):
+    for module in (openai_chat, openai_completions, flexible, models, registrations, engines, status, virtualenvs):
         app.include_router(module.router)
     return app

@@ -28,6 +28,7 @@ class LaunchModelRequest(BaseModel):
     model_format: str | None = None
     model_size_in_billions: int | float | str | None = None
     quantization: str | None = None
+    download_hub: str | None = None
     envs: dict[str, str] | None = None
     # Launch parameters Xinference's client sends; modelyard accepts them when null (or trivially
     # satisfied) and answers 400 for a value it cannot honour yet.

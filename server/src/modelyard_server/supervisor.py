@@ -13,13 +13,14 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from modelyard import venv
+from modelyard import engines, venv
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
-from modelyard.types import Registration
+from modelyard.types import ModelSpec, Registration
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
@@ -56,6 +57,7 @@ class ModelRecord:
     exit_code: int | None = None
     stderr_tail: str | None = None
     env_key: str | None = None
+    spec: ModelSpec | None = None
     stage: str = "queued"
     progress: float = 0.0
     progress_message: str = ""
@@ -87,6 +89,13 @@ class ModelRecord:
         }
         if isinstance(reg, FlexibleRegistration):
             described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
+        if self.spec is not None:
+            spec = self.spec
+            described.update(model_format=spec.model_format, model_size_in_billions=spec.model_size_in_billions,
+                             quantization=spec.quantization, model_hub=spec.model_hub, revision=spec.model_revision)
+        for key in ("model_lang", "model_family", "context_length"):
+            if hasattr(reg, key):
+                described[key] = getattr(reg, key)
         return described
 
 
@@ -127,8 +136,10 @@ class Supervisor:
         entry = self.registry.get(request.model_type, request.model_name)
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration
+        spec = None
         if not model_type.uses_engine:
-            selectors = {k: getattr(request, k) for k in ("model_format", "model_size_in_billions", "quantization")}
+            selectors = {k: getattr(request, k)
+                         for k in ("model_format", "model_size_in_billions", "quantization", "download_hub")}
             given = [k for k, v in selectors.items() if v is not None]
             if given:
                 raise InvalidRequest(f"{', '.join(given)} select among model specs, and {model_type.name} "
@@ -142,9 +153,15 @@ class Supervisor:
                 requirements = self.plugins.launcher(launcher).requirements
             else:
                 requirements = ()
+            engine_name = None
         else:
-            raise InvalidRequest(f"No engine is installed that serves {model_type.name} models; "
-                                 "install an engine plugin such as modelyard-engine-transformers.")
+            engine, spec = engines.select(self.plugins, model_type.name, registration,
+                                          engine_name=request.model_engine, model_format=request.model_format,
+                                          size=request.model_size_in_billions, quantization=request.quantization,
+                                          hub=request.download_hub)
+            requirements, engine_name = engine.requirements, engine.name
+            if request.model_path is not None and not Path(request.model_path).expanduser().exists():
+                raise InvalidRequest(f"model_path {request.model_path!r} does not exist on this machine.")
         env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
                         extra_packages=request.virtual_env_packages or (),
                         extra_find_links=request.virtual_env_find_links or (), requirements=requirements)
@@ -154,7 +171,7 @@ class Supervisor:
             await self.terminate(uid)
         record = ModelRecord(uid=uid, model_name=request.model_name, model_type=model_type.name,
                              registration=registration, abilities=registration.abilities(model_type),
-                             engine=request.model_engine, launcher=getattr(registration, "launcher", None),
+                             engine=engine_name, launcher=getattr(registration, "launcher", None), spec=spec,
                              env_key=env.key if env is not None else None)
         self.models[uid] = record
         if env is not None:
@@ -164,7 +181,8 @@ class Supervisor:
             "model_type": model_type.name,
             "model_name": request.model_name,
             "registration": registration.model_dump(mode="json"),
-            "model_engine": request.model_engine,
+            "model_engine": engine_name,
+            "spec": spec.model_dump(mode="json") if spec is not None else None,
             "model_path": request.model_path,
             "kwargs": dict(request.model_extra or {}),  # every key the protocol does not name
         }

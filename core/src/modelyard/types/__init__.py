@@ -118,3 +118,9 @@ class ModelType:
 
     def parse(self, data: dict[str, Any]) -> Registration:
         return self.schema.model_validate(data)
+
+    def methods(self, registration: Registration) -> list[str]:
+        """The worker methods a model of this type answers: the abilities its registration declares
+        (when it declares any of this type's), else all of this type's."""
+        declared = [a for a in registration.abilities(self) if a in self.abilities]
+        return declared or list(self.abilities)

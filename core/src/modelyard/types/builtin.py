@@ -1,6 +1,7 @@
-"""Core's own plugin: the seven model types, registered through the same hook any plugin uses."""
+"""Core's own plugin: the seven model types and the builtin catalogue, registered through the
+same hooks any plugin uses."""
 
-from modelyard import hookimpl
+from modelyard import catalogue, hookimpl
 from modelyard.types.audio import AUDIO
 from modelyard.types.embedding import EMBEDDING
 from modelyard.types.flexible import FLEXIBLE
@@ -14,3 +15,10 @@ from modelyard.types.video import VIDEO
 def register_model_types(register):
     for model_type in (LLM, EMBEDDING, RERANK, IMAGE, AUDIO, VIDEO, FLEXIBLE):
         register(model_type)
+
+
+@hookimpl
+def register_models(register):
+    for model_type in catalogue.FILES:
+        for family in catalogue.load(model_type):
+            register(model_type, family)

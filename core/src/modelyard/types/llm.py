@@ -21,7 +21,13 @@ class LLMRegistration(Registration):
     reasoning_end_tag: str | None = None
 
 
-LLM = ModelType(
+class LLMType(ModelType):
+    def methods(self, registration: Registration) -> list[str]:
+        # every LLM completes text; chat needs the chat ability (a chat template)
+        return ["chat", "generate"] if "chat" in registration.abilities(self) else ["generate"]
+
+
+LLM = LLMType(
     name="LLM",
     schema=LLMRegistration,
     abilities=("chat", "generate"),

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.errors import InvalidRequest, LaunchFailed
+from modelyard import download
+from modelyard.errors import LaunchFailed
 from modelyard.plugins import Plugins, import_object
+from modelyard.registry import local_path
+from modelyard.types import ModelSpec
 from modelyard.types.flexible import FlexibleRegistration
 
 Progress = Callable[[str, float, str], None]
@@ -57,8 +60,37 @@ def load_flexible(launch: dict[str, Any], plugins: Plugins, progress: Progress) 
     return LoadedModel(model, ["infer"], {"launcher": registration.launcher})
 
 
+def load_with_engine(launch: dict[str, Any], plugins: Plugins, progress: Progress) -> LoadedModel:
+    model_type = plugins.model_type(launch["model_type"])
+    registration = model_type.parse(launch["registration"])
+    name = launch["model_engine"]
+    engine = plugins.engines.get(name)
+    if engine is None:
+        broken = plugins.broken(name)
+        detail = f": its plugin failed to load: {broken.error}" if broken is not None else " in the worker"
+        raise LaunchFailed(f"Engine {name!r} is not available{detail}")
+    spec = ModelSpec.model_validate(launch["spec"])
+    path = launch.get("model_path")
+    if not path and spec.model_uri:
+        local = local_path(spec.model_uri)
+        path = str(local) if local is not None else spec.model_uri
+    if not path:
+        path = download.fetch(spec, progress)
+    try:
+        cls = import_object(engine.impl)
+    except Exception as exc:
+        raise LaunchFailed(f"Cannot import engine {name!r} ({engine.impl}): {type(exc).__name__}: {exc}") from exc
+    progress("loading", 0.85, f"loading {path} with {name}")
+    model = cls(launch["model_uid"], registration, spec, path, **launch.get("kwargs", {}))
+    try:
+        model.load()
+    except Exception as exc:
+        raise LaunchFailed(f"Engine {name!r} could not load {path}: {type(exc).__name__}: {exc}") from exc
+    return LoadedModel(model, model_type.methods(registration), {"engine": name, "model_path": path})
+
+
 def load_model(launch: dict[str, Any], plugins: Plugins, progress: Progress) -> LoadedModel:
     model_type = plugins.model_type(launch["model_type"])
     if model_type.name == "flexible":
         return load_flexible(launch, plugins, progress)
-    raise InvalidRequest(f"No engine can serve {model_type.name} models yet.")
+    return load_with_engine(launch, plugins, progress)

@@ -1,0 +1,98 @@
+"""Generation parameters: OpenAI's names, validated, and refused by name when an engine cannot honour them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.errors import InvalidRequest
+
+# Request keys that are routing or shaping, not generation parameters: the engine never sees them.
+NOT_PARAMS = frozenset({"model", "messages", "prompt", "user", "stream_options"})
+
+ALL_PARAMS = frozenset({
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "stream", "chat_template_kwargs", "n",
+})
+
+
+@dataclass
+class GenerateParams:
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    stream: bool = False
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *, integer: bool = False,
+            low_open: bool = False) -> float | int:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InvalidRequest(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}.")
+    if low is not None and (value <= low if low_open else value < low):
+        raise InvalidRequest(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}.")
+    if high is not None and value > high:
+        raise InvalidRequest(f"{name} must be <= {high:g}, got {value!r}.")
+    return value
+
+
+def parse_params(config: dict[str, Any] | None, supported: frozenset[str]) -> GenerateParams:
+    """Validate a request's generation parameters; a 400 names any the engine cannot honour."""
+    given = {k: v for k, v in (config or {}).items() if v is not None and k not in NOT_PARAMS}
+    if "max_completion_tokens" in given:
+        if "max_tokens" in given and given["max_tokens"] != given["max_completion_tokens"]:
+            raise InvalidRequest("max_tokens and max_completion_tokens disagree; give one of them.")
+        given["max_tokens"] = given.pop("max_completion_tokens")
+    if given.get("n", 1) == 1:
+        given.pop("n", None)
+    unknown = sorted(set(given) - (supported & ALL_PARAMS) - {"stream"})
+    if unknown:
+        raise InvalidRequest(
+            f"Unsupported parameter{'s' if len(unknown) > 1 else ''} for this model: {', '.join(unknown)}. "
+            f"It honours: {', '.join(sorted(supported - {'n', 'max_completion_tokens'}))}.")
+    p = GenerateParams()
+    if "max_tokens" in given:
+        p.max_tokens = int(_number("max_tokens", given["max_tokens"], 1, integer=True))
+    if "temperature" in given:
+        p.temperature = float(_number("temperature", given["temperature"], 0, 2))
+    if "top_p" in given:
+        p.top_p = float(_number("top_p", given["top_p"], 0, 1, low_open=True))
+    if "top_k" in given:
+        p.top_k = int(_number("top_k", given["top_k"], -1, integer=True))
+        p.top_k = max(p.top_k, 0)  # -1 (vLLM's "off") and 0 both mean no top-k
+    if "seed" in given:
+        p.seed = int(_number("seed", given["seed"], 0, integer=True))
+    if "presence_penalty" in given:
+        p.presence_penalty = float(_number("presence_penalty", given["presence_penalty"], -2, 2))
+    if "frequency_penalty" in given:
+        p.frequency_penalty = float(_number("frequency_penalty", given["frequency_penalty"], -2, 2))
+    if "repetition_penalty" in given:
+        p.repetition_penalty = float(_number("repetition_penalty", given["repetition_penalty"], 0, low_open=True))
+    if "stop" in given:
+        stop = given["stop"]
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            raise InvalidRequest("stop must be a non-empty string or a list of them.")
+        p.stop = stop
+    if "stop_token_ids" in given:
+        ids = given["stop_token_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise InvalidRequest("stop_token_ids must be a list of integers.")
+        p.stop_token_ids = ids
+    if "stream" in given:
+        if not isinstance(given["stream"], bool):
+            raise InvalidRequest("stream must be true or false.")
+        p.stream = given["stream"]
+    if "chat_template_kwargs" in given:
+        if not isinstance(given["chat_template_kwargs"], dict):
+            raise InvalidRequest("chat_template_kwargs must be an object.")
+        p.chat_template_kwargs = given["chat_template_kwargs"]
+    return p

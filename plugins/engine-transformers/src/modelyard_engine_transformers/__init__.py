@@ -1,0 +1,1 @@
+"""modelyard's transformers engine."""

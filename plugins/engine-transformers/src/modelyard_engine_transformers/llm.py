@@ -1,0 +1,164 @@
+"""The transformers LLM engine. Imported only inside the worker process.
+
+Generation runs `model.generate` in a thread of its own, one request at a time (a lock), so a
+request's seed fully decides its sampling even while other requests wait. Tokens come back through
+a streamer one by one and are decoded incrementally; a stopping criterion ends generation as soon
+as the request is cancelled (its stream closed, or a stop string seen).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList, StoppingCriteria
+from transformers.generation.streamers import BaseStreamer
+
+from modelyard.errors import InvalidRequest
+from modelyard.llm.engine import Generation, LLMEngine
+
+_END = object()
+
+
+class _TokenQueue(BaseStreamer):
+    """Hands each new token id to the consuming thread; the first `put` is the prompt."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.queue.put(token)
+
+    def end(self) -> None:
+        self.queue.put(_END)
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _PresenceFrequencyPenalty(LogitsProcessor):
+    """OpenAI's penalties, over the tokens generated so far (not the prompt)."""
+
+    def __init__(self, prompt_len: int, presence: float, frequency: float) -> None:
+        self.prompt_len, self.presence, self.frequency = prompt_len, presence, frequency
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_len:]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+
+
+class TransformersLLM(LLMEngine):
+    def load(self) -> None:
+        threads = self.kwargs.pop("torch_threads", None) or os.environ.get("MODELYARD_TORCH_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, **self.kwargs).eval()
+        self.lock = threading.Lock()
+        self.chat_template = self.registration.chat_template or getattr(self.tokenizer, "chat_template", None)
+        max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        if max_positions:
+            self.context_length = min(self.context_length, max_positions)
+        ends = set(self.registration.stop_token_ids or [])
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ends.add(source)
+            elif source:
+                ends.update(source)
+        self.end_ids = sorted(ends)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
+            self.end_ids[0] if self.end_ids else 0)
+
+    def encode_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any]) -> list[int]:
+        if not self.chat_template:
+            raise InvalidRequest(f"Model {self.model_uid!r} has no chat template: use /v1/completions, or register "
+                                 "it with a chat_template.")
+        try:
+            encoded = self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template,
+                                                         add_generation_prompt=True, tokenize=True,
+                                                         return_dict=True, **template_kwargs)
+        except Exception as exc:  # the template itself rejects these messages (a role it does not know...)
+            raise InvalidRequest(f"The chat template could not render these messages: {exc}") from None
+        return list(encoded["input_ids"])
+
+    def encode(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt)["input_ids"])
+
+    def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[str]:
+        params = generation.params
+        streamer = _TokenQueue()
+        processors = LogitsProcessorList()
+        if params.presence_penalty or params.frequency_penalty:
+            processors.append(_PresenceFrequencyPenalty(len(prompt_ids), params.presence_penalty,
+                                                        params.frequency_penalty))
+        end_ids = sorted(set(self.end_ids) | set(params.stop_token_ids))
+        sampling = params.temperature > 0
+        kwargs: dict[str, Any] = dict(
+            input_ids=torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            max_new_tokens=generation.max_tokens, do_sample=sampling, streamer=streamer,
+            stopping_criteria=[_Cancelled(generation.cancelled)], logits_processor=processors,
+            eos_token_id=end_ids or None, pad_token_id=self.pad_id,
+            repetition_penalty=params.repetition_penalty,
+        )
+        if sampling:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self.lock, torch.inference_mode():
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
+                    if not generation.cancelled.is_set():
+                        self.model.generate(**kwargs)
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                streamer.end()
+
+        thread = threading.Thread(target=run, name=f"generate-{self.model_uid}", daemon=True)
+        thread.start()
+        ids: list[int] = []
+        emitted = ""
+        try:
+            while True:
+                token = streamer.queue.get()
+                if token is _END:
+                    break
+                ids.append(token)
+                generation.completion_tokens += 1
+                if token in end_ids:
+                    generation.finish_reason = "stop"
+                    continue
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if text.endswith("\ufffd") or not text.startswith(emitted):
+                    continue  # an incomplete UTF-8 sequence: wait for the next token
+                delta, emitted = text[len(emitted):], text
+                if delta:
+                    yield delta
+        finally:
+            generation.cancelled.set()
+        thread.join()
+        if failure:
+            raise failure[0]
+        if generation.finish_reason is None:
+            generation.finish_reason = "length"
