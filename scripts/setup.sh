@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install modelyard's packages into it, editable.
+# Create .venv (once) and install modelyard's packages into it, editable, with the engine plugins.
 # Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh test
+# TORCH_SPEC picks the torch build first (default torch==2.13.0: a CPU build where one lies on local
+# disk); a plain `torch` requirement could otherwise pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 root="."
 if [ $# -gt 0 ]; then root=".[$1]"; fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e core -e server -e "$root"
+pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+pip install --quiet --upgrade pip
+pip install --quiet "$TORCH_SPEC"
+pip install --quiet -e core -e server -e plugins/engine-transformers -e "$root"
