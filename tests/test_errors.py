@@ -210,6 +210,23 @@ def test_failed_launch_without_waiting_is_reported(http, unique):
     assert http.delete(f"/v1/models/{uid}").status_code == 200
 
 
+def test_values_the_worker_link_cannot_carry_are_400(http, unique):
+    name = unique("carry")
+    register_flexible(http, name, "edge_models.launcher")
+    uid = http.post("/v1/models", json={"model_name": name, "model_type": "flexible"}).json()["model_uid"]
+    body = json.dumps({"model": uid, "args": ["echo"], "value": 2**70})
+    assert_error(http.post("/v1/flexible/infers", content=body), 400, "cannot be passed to the model")
+    body = json.dumps({"model": uid, "args": ["echo"]})[:-1] + ', "value": "\\ud800"}'  # a lone surrogate
+    assert_error(http.post("/v1/flexible/infers", content=body), 400, "cannot be passed to the model")
+    deep = "[" * 100_000 + "]" * 100_000
+    assert_error(http.post("/v1/flexible/infers", content=deep), 400, "not valid JSON")
+    # the connection stays usable, and so does the model
+    assert http.post("/v1/flexible/infers", json={"model": uid, "args": ["echo"], "value": 1}).status_code == 200
+    nan = http.post("/v1/flexible/infers", json={"model": uid, "args": ["nan"]})
+    assert nan.status_code == 500 and "JSON cannot hold" in nan.json()["detail"]
+    assert http.post("/v1/models/" + uid + "/cancel").json()["terminated"] is True
+
+
 def test_unknown_route_and_method(http):
     assert_error(http.get("/v1/nothing-here"), 404, "Not Found")
     assert_error(http.put("/v1/models"), 405, "Method Not Allowed")

@@ -76,6 +76,31 @@ def test_kill_9_of_a_worker_fails_the_model_and_keeps_the_server(http):
     http.delete("/v1/models/crashy")
 
 
+def test_a_crash_is_noticed_even_when_a_forked_child_lives_on_and_the_child_dies_too(http):
+    pid = launch(http, "lc", "forker", spawn_child=True)
+    forked = infer(http, "forker", "fork").json()
+    spawned = infer(http, "forker", "children").json()[0]
+    assert pid_alive(forked) and pid_alive(spawned)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(infer, http, "forker", "sleep", seconds=60)
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        response = in_flight.result(timeout=10)
+    assert response.status_code == 503
+    assert http.get("/v1/models/forker").json()["exit_code"] == -9
+    assert wait_until(lambda: not pid_alive(forked) and not pid_alive(spawned), timeout=5)
+    http.delete("/v1/models/forker")
+
+
+def test_a_model_that_exits_gets_an_error_and_its_worker_lives(http):
+    launch(http, "lc", "exiter")
+    response = infer(http, "exiter", "exit")
+    assert response.status_code == 500 and response.json()["detail"] == "SystemExit: 3"
+    assert http.get("/v1/models/exiter").json()["status"] == "READY"
+    assert infer(http, "exiter", "sleep", seconds=0).status_code == 200
+    http.delete("/v1/models/exiter")
+
+
 def test_terminate_ends_the_whole_process_group(http):
     pid = launch(http, "lc", "parent", spawn_child=True)
     children = infer(http, "parent", "children").json()
@@ -211,13 +236,18 @@ def test_stopping_the_server_ends_every_worker_even_with_a_stream_open(tmp_path,
     holder.join(10)
 
 
-def test_workers_exit_when_their_server_is_killed(tmp_path):
+def test_workers_and_their_children_exit_when_their_server_is_killed(tmp_path):
     srv = Server(tmp_path / "home").start()
     with srv.http() as http:
         register_flexible(http, "l", "lifecycle_models.launcher")
-        launch(http, "l", "a")
+        launch(http, "l", "a", spawn_child=True)
         launch(http, "l", "b")
+        child = infer(http, "a", "children").json()[0]
+        # one more, still loading when the server dies
+        http.post("/v1/models", params={"wait_ready": "false"},
+                  json={"model_name": "l", "model_type": "flexible", "model_uid": "c", "load_seconds": 60})
+        assert wait_until(lambda: http.get("/v1/models/c").json()["pid"] is not None)
     pids = _workers_of(srv)
-    assert len(pids) == 2 and all(pid_alive(p) for p in pids)
+    assert len(pids) == 3 and all(pid_alive(p) for p in pids + [child])
     srv.stop(signal.SIGKILL)
-    assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids + [child]), timeout=10)

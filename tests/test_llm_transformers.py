@@ -175,6 +175,9 @@ def test_bad_requests_are_openai_shaped_4xx(oai, llm):
         missing = http.post("/v1/chat/completions", json={"model": "tiny"})
         assert missing.status_code == 422
         assert missing.json()["error"]["message"] == "Invalid request: messages: Field required"
+        null_stream = http.post("/v1/chat/completions", json={"model": "tiny", "messages": MESSAGES,
+                                                              "stream": None, "max_tokens": 2})
+        assert null_stream.status_code == 200 and null_stream.json()["usage"]["completion_tokens"] == 2
         streamed_error = http.post("/v1/chat/completions", json={"model": "tiny", "messages": MESSAGES,
                                                                  "stream": True, "max_tokens": 0})
         assert streamed_error.status_code == 400 and "max_tokens" in streamed_error.json()["detail"]
@@ -191,6 +194,7 @@ def test_bad_requests_are_openai_shaped_4xx(oai, llm):
 
 def test_models_listing_and_description(oai, llm):
     assert "tiny" in [m.id for m in oai.models.list()]
+    assert oai.models.retrieve("tiny").id == "tiny"
     with httpx.Client(base_url=llm.url) as http:
         described = http.get("/v1/models/tiny").json()
     assert described["model_type"] == "LLM" and "chat" in described["model_ability"]

@@ -20,6 +20,11 @@ def wheelhouse(tmp_path_factory):
     build_wheel(out, "demo-lib", "3.1")
     # depends on a wheel in the wheelhouse and on numpy, which only the base environment has
     build_wheel(out, "demo-app", "0.5", requires=("demo-lib>=3", "numpy>=1.0"))
+    build_wheel(out, "demo-base", "1.0", requires=('demo-lib>=3; extra == "x"',))
+    build_wheel(out, "demo-top", "1.0", requires=("demo-base[x]",))
+    build_wheel(out, "demo-c", "1.0")
+    build_wheel(out, "demo-c", "2.0")
+    build_wheel(out, "demo-d", "1.0", requires=("demo-c<2",))
     return out
 
 
@@ -118,6 +123,24 @@ def test_dependencies_the_base_has_are_not_installed_again(http, wheelhouse):
     assert result["modules"]["demo_lib"]["version"] == "3.1"
     assert result["modules"]["numpy"]["file"] == numpy.__file__
     http.delete("/v1/models/app")
+
+
+def test_extras_and_constraints_from_several_packages_are_met(http, wheelhouse):
+    register(http, "extras", ["demo-top"], wheelhouse)
+    response = launch(http, "extras")
+    assert response.status_code == 200, response.text
+    result = seen(http, "extras", "demo_top", "demo_base", "demo_lib")
+    assert result["modules"]["demo_lib"]["version"] == "3.1"  # needed only through demo-base's extra
+    http.delete("/v1/models/extras")
+    # demo-c alone would be 2.0; demo-d needs demo-c<2, and both are met together
+    register(http, "constraints", ["demo-c", "demo-d"], wheelhouse)
+    response = launch(http, "constraints")
+    assert response.status_code == 200, response.text
+    assert seen(http, "constraints", "demo_c")["modules"]["demo_c"]["version"] == "1.0"
+    http.delete("/v1/models/constraints")
+    register(http, "impossible", ["demo-c>=2", "demo-d"], wheelhouse)
+    response = launch(http, "impossible")
+    assert response.status_code == 400 and "demo-c" in response.json()["detail"]
 
 
 def test_concurrent_identical_launches_build_once(http, vs, wheelhouse):

@@ -41,3 +41,10 @@ def test_unconvertible_values_name_their_type():
 
     with pytest.raises(NotJSONable, match=r"test_jsonable\..*Opaque cannot be converted to JSON"):
         dumps({"x": Opaque()})
+
+
+def test_nan_is_refused_rather_than_sent_as_invalid_json():
+    with pytest.raises(NotJSONable, match="JSON cannot hold"):
+        dumps({"x": float("nan")})
+    with pytest.raises(NotJSONable):
+        dumps(np.array([np.inf]))

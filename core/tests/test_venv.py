@@ -93,3 +93,7 @@ def test_pip_config_file_list_follows_pip(tmp_path, monkeypatch):
     assert files[-1] == str(tmp_path / "extra.conf")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     assert pipconfig.config_files() == []
+
+
+def test_a_launch_time_system_marker_replaces_a_pinned_package():
+    assert venv.merge_packages(["numpy==1.0", "x"], ["#system_numpy#"]) == ["#system_numpy#", "x"]

@@ -44,4 +44,9 @@ def _convert(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """JSON bytes of `obj`, or `NotJSONable` naming the type that has no standard conversion."""
-    return json.dumps(obj, default=_convert, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(obj, default=_convert, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode()
+    except ValueError as exc:  # NaN or Infinity, which JSON has no way to say
+        raise NotJSONable(f"a value that JSON cannot hold ({exc}); replace NaN and infinities, "
+                          "for example with None") from None

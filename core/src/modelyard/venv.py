@@ -106,8 +106,9 @@ def merge_packages(packages: Iterable[str], overrides: Iterable[str]) -> list[st
     """`packages` with each of `overrides` replacing the same-named package, or added."""
     merged: dict[str, str] = {}
     for text in list(packages) + list(overrides):
-        name = text if SYSTEM_MARKER.match(text.strip()) else canonicalize_name(parse_requirement(text).name)
-        merged[name] = text
+        marker = SYSTEM_MARKER.match(text.strip())
+        name = canonicalize_name(marker.group(1) if marker else parse_requirement(text).name)
+        merged[name] = text  # an override replaces the same-named entry, in its place
     return list(merged.values())
 
 
@@ -204,6 +205,19 @@ def _dir_size(path: Path) -> int:
     return total
 
 
+def _extra_requirements(req: Requirement, paths: list[str]) -> list[Requirement]:
+    """The requirements the extras of `req` add to its package, as installed on `paths`."""
+    if not req.extras:
+        return []
+    dist = next(iter(importlib.metadata.distributions(name=canonicalize_name(req.name), path=paths)), None)
+    out = []
+    for text in (dist.requires or []) if dist is not None else []:
+        dep = Requirement(text)
+        if dep.marker is not None and any(dep.marker.evaluate({"extra": e}) for e in req.extras):
+            out.append(dep)
+    return out
+
+
 class InstallFailed(InvalidRequest):
     pass
 
@@ -293,23 +307,27 @@ class Virtualenvs:
 
     def _install(self, spec: EnvSpec, path: Path, env_site: Path, progress: Progress) -> None:
         view = [str(env_site), *spec.base]
-        todo = list(spec.packages)
-        tried: set[str] = set()
+        wanted: dict[str, set[str]] = {}  # every requirement asked for so far, by package name
         extras: dict[str, set[str]] = {}
+        todo = list(spec.packages)
         for round_no in range(MAX_ROUNDS):
-            names = sorted({canonicalize_name(Requirement(t).name) for t in todo})
-            again = [n for n in names if n in tried]
-            if again:
-                raise InstallFailed(
-                    "The packages' requirements conflict: " + ", ".join(todo) + " cannot all be met "
-                    f"(already installed: {', '.join(again)}).")
-            tried.update(names)
+            names, grew = set(), False
             for text in todo:
                 req = Requirement(text)
-                extras.setdefault(canonicalize_name(req.name), {""}).update(req.extras)
-            progress("installing", min(0.6, 0.1 + 0.1 * round_no), "installing " + ", ".join(todo))
+                name = canonicalize_name(req.name)
+                names.add(name)
+                if text not in wanted.setdefault(name, set()):
+                    wanted[name].add(text)
+                    grew = True
+                extras.setdefault(name, {""}).update(req.extras)
+            if not grew:
+                asked = "; ".join(f"{n}: {', '.join(sorted(wanted[n]))}" for n in sorted(names))
+                raise InstallFailed(f"The packages' requirements cannot all be met ({asked}).")
+            # every requirement ever made of these names, so uv picks a version that meets them all
+            batch = sorted(t for n in names for t in wanted[n])
+            progress("installing", min(0.6, 0.1 + 0.1 * round_no), "installing " + ", ".join(batch))
             self._uv(["pip", "install"], ["--python", str(self.python(spec.key)), "--no-deps",
-                                          *self._index_args(spec), *todo], failure=f"Installing {', '.join(todo)}")
+                                          *self._index_args(spec), *batch], failure=f"Installing {', '.join(batch)}")
             todo = self._unmet_dependencies(env_site, view, extras)
             if not todo:
                 return
@@ -317,15 +335,23 @@ class Virtualenvs:
 
     @staticmethod
     def _unmet_dependencies(env_site: Path, view: list[str], extras: dict[str, set[str]]) -> list[str]:
+        """What the env's packages require that neither the env nor the base environment has."""
         unmet: dict[str, None] = {}
         for dist in importlib.metadata.distributions(path=[str(env_site)]):
             wanted_extras = extras.get(canonicalize_name(dist.metadata["Name"]), {""})
             for text in dist.requires or []:
                 req = Requirement(text)
-                if not satisfied(req, view, wanted_extras):
-                    if req.marker is not None:
-                        req.marker = None
-                    unmet[str(req)] = None
+                if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in wanted_extras):
+                    continue
+                plain = Requirement(f"{req.name}{req.specifier}")
+                if not satisfied(plain, view):
+                    extra_part = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+                    unmet[f"{req.name}{extra_part}{req.specifier}"] = None
+                    continue
+                # the package is there: what its requested extras need may not be
+                for dep in _extra_requirements(req, view):
+                    if not satisfied(dep, view):
+                        unmet[f"{dep.name}{dep.specifier}"] = None
         return list(unmet)
 
     @staticmethod

@@ -16,11 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import LaunchFailed, Unavailable, rebuild_error
+from modelyard.errors import InvalidRequest, LaunchFailed, Unavailable, rebuild_error
 from modelyard.worker import protocol as p
 
 TAIL_BYTES = 8192
@@ -78,7 +79,15 @@ class LocalWorker:
         self.pings: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
         self.gone_reason: str | None = None
-        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        loop = asyncio.get_running_loop()
+        self._reader_task = loop.create_task(self._read(reader))
+        # The process, not the socket, says when the worker is gone: a child the model forked may
+        # hold the socket open after the worker died.
+        threading.Thread(target=self._watch, args=(loop,), name=f"watch-{uid}", daemon=True).start()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        code = self.process.wait()
+        loop.call_soon_threadsafe(self._on_exit, code)
 
     # -- incoming -------------------------------------------------------------------------
 
@@ -86,12 +95,11 @@ class LocalWorker:
         try:
             async for message in p.messages(reader):
                 self._on_message(message)
-        except Exception as exc:  # a corrupt frame: treat the link as lost
-            self.gone_reason = f"link to worker broke: {exc}"
+        except Exception as exc:  # a corrupt frame: the link is lost, and so is the worker
+            self.gone_reason = f"the link to its worker broke: {exc}"
+            _signal_group(self.pid, signal.SIGKILL)
         finally:
             self.writer.close()
-            code = await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
-            self._on_exit(code)
 
     def _on_message(self, message: list[Any]) -> None:
         kind = message[0]
@@ -127,6 +135,10 @@ class LocalWorker:
                 self.ready.set_exception(LaunchFailed(message[2]))
 
     def _on_exit(self, code: int) -> None:
+        if self.exited.done():
+            return
+        # What the model started dies with it; the group is still ours while any member lives.
+        _signal_group(self.pid, signal.SIGKILL)
         reason = self.gone_reason or f"its worker process (pid {self.pid}) exited with code {code}"
         error = WorkerGone(f"Model {self.uid!r} is unavailable: {reason}.")
         if not self.ready.done():
@@ -139,8 +151,7 @@ class LocalWorker:
             elif not waiter.done():
                 waiter.set_exception(error)
         self.pending.clear()
-        if not self.exited.done():
-            self.exited.set_result(code)
+        self.exited.set_result(code)
 
     # -- outgoing -------------------------------------------------------------------------
 
@@ -148,6 +159,17 @@ class LocalWorker:
         if self.exited.done():
             raise WorkerGone(f"Model {self.uid!r} is unavailable: its worker process exited "
                              f"with code {self.exited.result()}.")
+
+    async def _send_call(self, rid: int, message: list[Any]) -> None:
+        try:
+            packed = p.pack(message)
+        except (OverflowError, ValueError, TypeError, UnicodeError, RecursionError) as exc:
+            self.pending.pop(rid, None)
+            raise InvalidRequest(f"The request holds a value that cannot be passed to the model: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        self.writer.write(packed)
+        if self.writer.transport.get_write_buffer_size() > p.HIGH_WATER:
+            await self.writer.drain()
 
     async def launch(self, launch: dict[str, Any]) -> dict[str, Any]:
         await p.send(self.writer, [p.LAUNCH, launch])
@@ -160,7 +182,7 @@ class LocalWorker:
         future = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
         try:
-            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, mode])
+            await self._send_call(rid, [p.CALL, rid, method, args, kwargs, mode])
             return await future
         except asyncio.CancelledError:
             self._cancel(rid)
@@ -175,7 +197,7 @@ class LocalWorker:
         self.pending[rid] = queue
         finished = False
         try:
-            await p.send(self.writer, [p.CALL, rid, method, args, kwargs, mode])
+            await self._send_call(rid, [p.CALL, rid, method, args, kwargs, mode])
             while True:
                 kind, value = await queue.get()
                 if kind == p.CHUNK:
@@ -211,14 +233,14 @@ class LocalWorker:
             self.writer.write(p.pack([p.CANCEL, rid]))
 
     async def stop(self, grace: float) -> int:
-        """End the worker's whole process group: TERM, then KILL after `grace` seconds."""
+        """End the worker's whole process group: TERM, then KILL after `grace` seconds. Once the
+        worker has exited its group was already killed (_on_exit), and its id may since be reused."""
         if not self.exited.done():
             _signal_group(self.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self.exited), grace)
             except asyncio.TimeoutError:
-                pass
-        _signal_group(self.pid, signal.SIGKILL)  # also reaps anything the model left in its group
+                _signal_group(self.pid, signal.SIGKILL)
         return await self.exited
 
 

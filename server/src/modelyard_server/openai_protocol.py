@@ -17,11 +17,11 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(description="The uid of a running LLM.")
     messages: list[dict[str, Any]]
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
 
     def generate_config(self) -> dict[str, Any]:
-        return {"stream": self.stream, **(self.model_extra or {})}
+        return {"stream": bool(self.stream), **(self.model_extra or {})}
 
 
 class CompletionRequest(BaseModel):
@@ -29,8 +29,8 @@ class CompletionRequest(BaseModel):
 
     model: str = Field(description="The uid of a running LLM.")
     prompt: str | list[str]
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
 
     def generate_config(self) -> dict[str, Any]:
-        return {"stream": self.stream, **(self.model_extra or {})}
+        return {"stream": bool(self.stream), **(self.model_extra or {})}

@@ -27,6 +27,9 @@ async def cancel_on_disconnect(request: Request, call: Awaitable[T]) -> T:
     watch = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait((call_task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        call_task.cancel()  # the handler itself was cancelled: so is the call
+        raise
     finally:
         watch.cancel()
     if not call_task.done():

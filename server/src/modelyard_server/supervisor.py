@@ -72,6 +72,9 @@ class ModelRecord:
     def describe(self) -> dict[str, Any]:
         reg = self.registration
         described = {
+            "id": self.uid,
+            "object": "model",
+            "owned_by": "modelyard",
             "model_uid": self.uid,
             "model_type": self.model_type,
             "model_name": self.model_name,
@@ -188,7 +191,7 @@ class Supervisor:
         }
         task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs or {}, env))
         self._starts[uid] = task
-        task.add_done_callback(lambda _t: self._starts.pop(uid, None))
+        task.add_done_callback(lambda t: (self._starts.pop(uid, None), t.cancelled() or t.exception()))
         if wait_ready:
             try:
                 await asyncio.shield(task)

@@ -12,8 +12,10 @@ import concurrent.futures
 import functools
 import inspect
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +28,7 @@ from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
 CALL_THREADS = 16
+STREAM_AHEAD = 64
 
 
 class Worker:
@@ -119,59 +122,137 @@ class Worker:
             await p.send(self.writer, [p.ERROR, rid, exc.type, exc.status, exc.message])
         except jsonable.NotJSONable as exc:
             await p.send(self.writer, [p.ERROR, rid, ModelError.type, 500, f"{name}() returned {exc}"])
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from model code (argparse...) must not end the worker
             traceback.print_exc()
             await p.send(self.writer, [p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
 
-    async def items(self, rid: int, result: Any) -> AsyncIterator[Any]:
-        """The items of a sync or async generator; each one counts as progress of call `rid`."""
+    async def batches(self, rid: int, result: Any) -> AsyncIterator[list[Any]]:
+        """The items of a sync or async generator, in batches of whatever is ready; each batch
+        counts as progress of call `rid`. A sync generator runs in a thread of its own, which
+        hands items over as they come, so a stream costs no thread hop per item."""
         if inspect.isasyncgen(result):
             try:
                 async for item in result:
                     self.progress_at[rid] = time.monotonic()
-                    yield item
+                    yield [item]
             finally:
                 await result.aclose()
             return
-        done = object()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        room = threading.Semaphore(STREAM_AHEAD)  # the model runs at most this many items ahead
+        put = functools.partial(self.loop.call_soon_threadsafe, queue.put_nowait)
+
+        def pump() -> None:
+            try:
+                for item in result:
+                    put((_ITEM, item))
+                    while not room.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # handed to the loop, which raises it for the caller
+                put((_FAILED, exc))
+            else:
+                put((_DONE, None))
+            finally:
+                result.close()  # a cancelled stream stops the model's generator at its next item
+
+        threading.Thread(target=pump, name=f"modelyard-stream-{rid}", daemon=True).start()
         try:
             while True:
-                item = await self.loop.run_in_executor(self.pool, next, result, done)
-                if item is done:
-                    return
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
                 self.progress_at[rid] = time.monotonic()
-                yield item
+                items = [value for kind, value in batch if kind is _ITEM]
+                for _ in items:
+                    room.release()
+                if items:
+                    yield items
+                last_kind, last_value = batch[-1]
+                if last_kind is _FAILED:
+                    raise last_value
+                if last_kind is _DONE:
+                    return
         finally:
-            result.close()  # a cancelled stream stops the model's generator at its next yield
+            stop.set()
 
     async def collect(self, rid: int, result: Any) -> list[Any]:
-        return [item async for item in self.items(rid, result)]
+        return [item async for batch in self.batches(rid, result) for item in batch]
 
     async def stream(self, rid: int, result: Any, encode: Callable[[Any], Any]) -> None:
-        async for item in self.items(rid, result):
-            await p.send(self.writer, [p.CHUNK, rid, encode(item)])
+        async for batch in self.batches(rid, result):
+            self.writer.write(b"".join(p.pack([p.CHUNK, rid, encode(item)]) for item in batch))
+            if self.writer.transport.get_write_buffer_size() > p.HIGH_WATER:
+                await self.writer.drain()
         await p.send(self.writer, [p.END, rid])
+
+
+_ITEM, _FAILED, _DONE = object(), object(), object()
 
 
 def _as_is(value: Any) -> Any:
     return value
 
 
+def end_process_group() -> None:
+    """Leave now, with every process the model started: the whole group gets SIGKILL."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.killpg(0, signal.SIGKILL)
+
+
 async def serve(fd: int) -> bool:
     """Serve until the server closes the link; False when the launch failed."""
     sock = socket.socket(fileno=fd)
-    sock.set_inheritable(False)  # children of model code must not hold the server's lifeline open
+    sock.set_inheritable(False)  # programs the model runs must not hold the server's lifeline open
+    os.register_at_fork(after_in_child=lambda: _close_quietly(fd))  # nor may forked copies of it
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     worker = Worker(writer)
     incoming = p.messages(reader)
     first = await anext(incoming, None)
     if first is None or first[0] != p.LAUNCH:
         return False
+    early: list[list[Any]] = []
+    loaded = asyncio.Event()
+
+    async def read() -> None:
+        async for message in incoming:
+            if loaded.is_set():
+                worker.dispatch(message)
+            else:
+                early.append(message)
+        end_process_group()  # the server is gone, even while the model is still loading
+
+    reading = asyncio.ensure_future(read())
     if not await worker.load(first[1]):
         return False
-    async for message in incoming:
+    loaded.set()
+    for message in early:
         worker.dispatch(message)
+    await reading
     return True
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _die_with_the_server() -> None:
+    """SIGTERM (from the server's stop, or from the kernel when the server dies) ends the group."""
+    signal.signal(signal.SIGTERM, lambda *_: end_process_group())
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,13 +260,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the socket the server handed over")
     parser.add_argument("--model-uid", default="", help="shown in process listings")
     args = parser.parse_args(argv)
+    _die_with_the_server()
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    served = runner(serve(args.fd))
-    # The server is gone or the launch failed: leave now, even if a model thread still runs.
+    runner(serve(args.fd))
+    # The launch failed (the server ends what the model started), or the link ended without EOF.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0 if served else 1)
+    os._exit(1)

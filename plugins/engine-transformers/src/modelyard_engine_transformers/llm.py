@@ -138,23 +138,25 @@ class TransformersLLM(LLMEngine):
         thread = threading.Thread(target=run, name=f"generate-{self.model_uid}", daemon=True)
         thread.start()
         ids: list[int] = []
-        emitted = ""
+        # Incremental decoding over a short window: the text of ids[start:] minus the text of
+        # ids[start:done], so each token costs the same however long the answer grows.
+        start = done = 0
         try:
             while True:
                 token = streamer.queue.get()
                 if token is _END:
                     break
-                ids.append(token)
                 generation.completion_tokens += 1
                 if token in end_ids:
                     generation.finish_reason = "stop"
                     continue
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                if text.endswith("\ufffd") or not text.startswith(emitted):
+                ids.append(token)
+                before = self.tokenizer.decode(ids[start:done], skip_special_tokens=True)
+                text = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
+                if text.endswith("\ufffd") or len(text) <= len(before):
                     continue  # an incomplete UTF-8 sequence: wait for the next token
-                delta, emitted = text[len(emitted):], text
-                if delta:
-                    yield delta
+                start, done = done, len(ids)
+                yield text[len(before):]
         finally:
             generation.cancelled.set()
         thread.join()

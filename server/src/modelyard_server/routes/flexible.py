@@ -26,7 +26,7 @@ async def infer(request: Request) -> Response:
     stream = request.query_params.get("stream", "false").lower() in ("1", "true", "yes", "on")
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest('The request body must be a JSON object: {"model": uid, "args": [...], ...kwargs}.')

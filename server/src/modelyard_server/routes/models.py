@@ -25,7 +25,7 @@ async def launch(body: LaunchModelRequest, request: Request, wait_ready: bool = 
 async def list_models(request: Request) -> dict:
     data = []
     for record in server_state(request).supervisor.models.values():
-        data.append({"id": record.uid, "object": "model", "owned_by": "modelyard", **record.describe()})
+        data.append(record.describe())
     return {"object": "list", "data": data}
 
 
@@ -53,3 +53,9 @@ async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, l
 async def terminate(model_uid: str, request: Request) -> dict:
     await server_state(request).supervisor.terminate(model_uid)
     return {"model_uid": model_uid, "terminated": True}
+
+
+@router.post("/{model_uid}/cancel")
+async def cancel_launch(model_uid: str, request: Request) -> dict:
+    """Xinference's "cancel a launch": ends the model, launching or not."""
+    return await terminate(model_uid, request)

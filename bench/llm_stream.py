@@ -1,0 +1,172 @@
+"""Bench: streamed tokens/s through the server against the same generation in-process.
+
+    .venv/bin/python bench/llm_stream.py [--rounds 5] [--max-tokens 128] [--seconds 2]
+
+Builds the tiny Llama of the tests, then measures (rounds interleaved, same prompts and settings,
+greedy, both with the transformers engine's streaming) tokens/s of streamed chat completions:
+- in-process: the engine class driven directly in this process (the baseline);
+- server: POST /v1/chat/completions with stream=true through modelyard, read by a raw HTTP/1.1
+  client, at concurrency 1 and 8;
+plus the time to first token in both. Torch uses one thread in both. Figures, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["MODELYARD_TORCH_THREADS"] = "1"
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests" / "fixtures" / "llm"))
+
+import httpx  # noqa: E402
+import tiny_llama  # noqa: E402
+from request_path import free_port, start  # noqa: E402
+
+PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] for i in range(8)]
+
+
+def in_process(engine, messages, max_tokens: int) -> tuple[float, float, int]:
+    t0 = time.perf_counter()
+    first, tokens = None, 0
+    for chunk in engine.chat([dict(m) for m in messages], {"stream": True, "max_tokens": max_tokens,
+                                                           "temperature": 0}):
+        if chunk["text"] and first is None:
+            first = time.perf_counter() - t0
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+    return time.perf_counter() - t0, first, tokens
+
+
+async def via_server(port: int, messages, max_tokens: int) -> tuple[float, float, int]:
+    body = json.dumps({"model": "tiny", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+                       "stream": True, "stream_options": {"include_usage": True}}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + body)
+    first, tokens = None, 0
+    buffer = b""
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        buffer += data
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            line = event[event.find(b"data: "):]
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content") and first is None:
+                first = time.perf_counter() - t0
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    writer.close()
+    return time.perf_counter() - t0, first, tokens
+
+
+async def server_round(port: int, concurrency: int, max_tokens: int) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(via_server(port, PROMPTS[i], max_tokens) for i in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    return sum(r[2] for r in results) / elapsed, [r[1] for r in results]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny Llama (tests use 64)")
+    parser.add_argument("--layers", type=int, default=2, help="layers of the tiny Llama (tests use 2)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="modelyard-llm-bench-"))
+    model_dir = tiny_llama.build(str(work / "tiny"), hidden=args.hidden, layers=args.layers)
+
+    import torch
+    from modelyard_engine_transformers.llm import TransformersLLM
+
+    from modelyard.types.llm import LLMRegistration
+
+    torch.set_num_threads(1)
+    registration = LLMRegistration.model_validate({
+        "model_name": "tiny", "context_length": 512, "model_ability": ["chat", "generate"],
+        "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 0, "quantization": "none",
+                         "model_uri": model_dir}]})
+    engine = TransformersLLM("tiny", registration, registration.model_specs[0], model_dir)
+    engine.load()
+
+    env = {**os.environ, "MODELYARD_HOME": str(work / "home")}
+    port = free_port()
+    server, _ = start([sys.executable, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
+                      env, port)
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+        spec = {**registration.model_dump(mode="json"), "is_builtin": False}
+        http.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}).raise_for_status()
+        http.post("/v1/models", json={"model_name": "tiny", "model_type": "LLM",
+                                      "model_engine": "transformers"}).raise_for_status()
+        in_process(engine, PROMPTS[0], 16)
+        asyncio.run(server_round(port, 1, 16))
+        rates: dict[str, list[float]] = {"in_process_c1": [], "server_c1": [], "in_process_c8": [], "server_c8": []}
+        ttft: dict[str, list[float]] = {"in_process": [], "server": []}
+        def repeat(measure, seconds: float) -> tuple[float, list[float]]:
+            """Run `measure` (-> tokens, first-token times) until `seconds` pass: tokens/s and TTFTs."""
+            t0, tokens, firsts = time.perf_counter(), 0, []
+            while time.perf_counter() - t0 < seconds:
+                n, f = measure()
+                tokens, firsts = tokens + n, firsts + f
+            return tokens / (time.perf_counter() - t0), firsts
+
+        def in_c1():
+            _, first, tokens = in_process(engine, PROMPTS[0], args.max_tokens)
+            return tokens, [first]
+
+        def in_c8():  # the engine queues concurrent requests, so eight in turn is its best
+            return sum(in_process(engine, PROMPTS[i], args.max_tokens)[2] for i in range(8)), []
+
+        def server(concurrency):
+            def measure():
+                t0 = time.perf_counter()
+                rate, firsts = asyncio.run(server_round(port, concurrency, args.max_tokens))
+                return round(rate * (time.perf_counter() - t0)), firsts
+            return measure
+
+        for _ in range(args.rounds):
+            rate, firsts = repeat(in_c1, args.seconds)
+            rates["in_process_c1"].append(rate)
+            ttft["in_process"] += firsts
+            rate, firsts = repeat(server(1), args.seconds)
+            rates["server_c1"].append(rate)
+            ttft["server"] += firsts
+            rates["in_process_c8"].append(repeat(in_c8, args.seconds)[0])
+            rates["server_c8"].append(repeat(server(8), args.seconds)[0])
+        report = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+        report["ratio_c1"] = round(report["server_c1"] / report["in_process_c1"], 3)
+        report["ratio_c8"] = round(report["server_c8"] / report["in_process_c8"], 3)
+        report["ttft_in_process_ms"] = round(statistics.median(ttft["in_process"]) * 1000, 2)
+        report["ttft_server_ms"] = round(statistics.median(ttft["server"]) * 1000, 2)
+        report["ttft_overhead_ms"] = round(report["ttft_server_ms"] - report["ttft_in_process_ms"], 2)
+        report["max_tokens"] = args.max_tokens
+        report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers"
+        print(json.dumps(report, indent=2))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+
+
+if __name__ == "__main__":
+    main()
