@@ -1,0 +1,29 @@
+"""The transformers plugin's shim: found by entry point, light to import, and its match rule."""
+
+import json
+import subprocess
+import sys
+
+from modelyard.plugins import Plugins
+from modelyard.types import ModelSpec
+from modelyard_engine_transformers.plugin import match
+
+
+def test_the_engine_is_registered_by_its_entry_point():
+    plugins = Plugins()
+    engine = plugins.engines["transformers"]
+    assert engine.model_types == ("LLM",) and engine.formats == ("pytorch",)
+    assert engine.impl == "modelyard_engine_transformers.llm:TransformersLLM"
+    assert plugins.records["transformers"].distribution == "modelyard-engine-transformers"
+
+
+def test_loading_the_shim_imports_no_ml_library():
+    probe = ("import json, sys; from modelyard.plugins import Plugins; Plugins(); "
+             "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert json.loads(out) == []
+
+
+def test_match_refuses_quantized_weights_with_a_reason():
+    assert match(None, ModelSpec(model_format="pytorch", quantization="none")) is None
+    assert "quantization '4-bit'" in match(None, ModelSpec(model_format="pytorch", quantization="4-bit"))
