@@ -4,9 +4,10 @@ import json
 import subprocess
 import sys
 
+from modelyard_engine_transformers.plugin import match
+
 from modelyard.plugins import Plugins
 from modelyard.types import ModelSpec
-from modelyard_engine_transformers.plugin import match
 
 
 def test_the_engine_is_registered_by_its_entry_point():

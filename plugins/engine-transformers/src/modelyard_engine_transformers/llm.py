@@ -14,12 +14,22 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList, StoppingCriteria
-from transformers.generation.streamers import BaseStreamer
+if os.environ.get("MODELYARD_TORCH_THREADS"):
+    # OpenMP reads its thread count per thread, from the environment, when torch loads
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ["MODELYARD_TORCH_THREADS"])
 
-from modelyard.errors import InvalidRequest
-from modelyard.llm.engine import Generation, LLMEngine
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+)
+from transformers.generation.streamers import BaseStreamer  # noqa: E402
+
+from modelyard.errors import InvalidRequest  # noqa: E402
+from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
 
 _END = object()
 
@@ -67,8 +77,9 @@ class _PresenceFrequencyPenalty(LogitsProcessor):
 class TransformersLLM(LLMEngine):
     def load(self) -> None:
         threads = self.kwargs.pop("torch_threads", None) or os.environ.get("MODELYARD_TORCH_THREADS")
-        if threads:
-            torch.set_num_threads(int(threads))
+        self.threads = int(threads) if threads else None
+        if self.threads:
+            torch.set_num_threads(self.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, **self.kwargs).eval()
         self.lock = threading.Lock()
@@ -126,6 +137,9 @@ class TransformersLLM(LLMEngine):
         def run() -> None:
             try:
                 with self.lock, torch.inference_mode():
+                    if self.threads:
+                        # OpenMP keeps the thread count per thread: set it in the thread that computes
+                        torch.set_num_threads(self.threads)
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
                     if not generation.cancelled.is_set():
