@@ -12,25 +12,25 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class LLMRequest(BaseModel):
+    """What chat and text completions share: the model, streaming, and pass-through parameters."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(description="The uid of a running LLM.")
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+
+    def generate_config(self) -> dict[str, Any]:
+        return {"stream": bool(self.stream), **(self.model_extra or {})}
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(LLMRequest):
     messages: list[dict[str, Any]]
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-
-    def generate_config(self) -> dict[str, Any]:
-        return {"stream": bool(self.stream), **(self.model_extra or {})}
 
 
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(description="The uid of a running LLM.")
+class CompletionRequest(LLMRequest):
     prompt: str | list[str]
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-
-    def generate_config(self) -> dict[str, Any]:
-        return {"stream": bool(self.stream), **(self.model_extra or {})}

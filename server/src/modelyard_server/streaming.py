@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 
 from modelyard.errors import ModelyardError
+from modelyard.worker import protocol as wire
 from modelyard_server.errors import error_body
 
 T = TypeVar("T")
@@ -69,3 +71,19 @@ async def sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield b"data: " + json.dumps({"error": body["error"]}).encode() + b"\n\n"
         return
     yield b"data: [DONE]\n\n"
+
+
+async def llm_response(request: Request, uid: str, method: str, args: list[Any], *, stream: bool,
+                       include_usage: bool, whole: Callable[[str, dict], bytes],
+                       chunks: Callable[[str, AsyncIterator[dict], bool], AsyncIterator[bytes]]) -> Response:
+    """Call an LLM ability and answer in one piece (`whole`) or as server-sent events (`chunks`)."""
+    from modelyard_server.state import server_state
+
+    supervisor = server_state(request).supervisor
+    if stream:
+        items = await first_then_rest(supervisor.stream(uid, method, args, {}, model_type="LLM",
+                                                        mode=wire.MODE_STREAM))
+        return StreamingResponse(sse(chunks(uid, items, include_usage)), media_type="text/event-stream")
+    result = await cancel_on_disconnect(
+        request, supervisor.call(uid, method, args, {}, model_type="LLM", mode=wire.MODE_RAW))
+    return Response(whole(uid, result), media_type="application/json")
