@@ -1,6 +1,6 @@
 """Bench: streamed tokens/s through the server against the same generation in-process.
 
-    .venv/bin/python bench/llm_stream.py [--rounds 5] [--max-tokens 128] [--seconds 2]
+    .venv/bin/python bench/llm_stream.py [--rounds 9] [--max-tokens 128] [--seconds 1.5]
 
 Builds the tiny Llama of the tests, then measures (rounds interleaved, same prompts and settings,
 greedy, both with the transformers engine's streaming) tokens/s of streamed chat completions:
@@ -86,9 +86,9 @@ async def server_round(port: int, concurrency: int, max_tokens: int) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
+    parser.add_argument("--seconds", type=float, default=1.5, help="length of each measurement")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny Llama (tests use 64)")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny Llama (tests use 2)")
     args = parser.parse_args()

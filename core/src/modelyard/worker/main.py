@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from modelyard import jsonable
@@ -28,12 +28,11 @@ from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
 CALL_THREADS = 16
-STREAM_AHEAD = 64
 
 
 class Worker:
-    def __init__(self, writer: asyncio.StreamWriter):
-        self.writer = writer
+    def __init__(self, sender: p.Sender):
+        self.sender = sender
         self.loop = asyncio.get_running_loop()
         self.pool = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="modelyard-call")
         self.tasks: dict[int, asyncio.Task] = {}
@@ -43,12 +42,8 @@ class Worker:
         # report the oldest, so the server can tell a hung call from a busy worker.
         self.progress_at: dict[int, float] = {}
 
-    def send_nowait(self, message: list[Any]) -> None:
-        self.writer.write(p.pack(message))
-
     def progress(self, stage: str, fraction: float, message: str = "") -> None:
-        """Called from the loading thread."""
-        self.loop.call_soon_threadsafe(self.send_nowait, [p.PROGRESS, stage, fraction, message])
+        self.sender.send([p.PROGRESS, stage, fraction, message])
 
     async def load(self, launch: dict[str, Any]) -> bool:
         try:
@@ -59,8 +54,7 @@ class Worker:
             traceback.print_exc()
             error_type = exc.type if isinstance(exc, ModelyardError) else "launch_error"
             message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
-            await p.send(self.writer, [p.FAILED, error_type, message])
-            await self.writer.drain()
+            self.sender.send([p.FAILED, error_type, message])
             return False
         for name in self.loaded.abilities:
             method = getattr(self.loaded.model, name, None)
@@ -68,8 +62,7 @@ class Worker:
                 self.signatures[name] = inspect.signature(method) if method is not None else None
             except (TypeError, ValueError):
                 self.signatures[name] = None
-        await p.send(self.writer, [p.READY, {"pid": os.getpid(), "abilities": self.loaded.abilities,
-                                             **self.loaded.info}])
+        self.sender.send([p.READY, {"pid": os.getpid(), "abilities": self.loaded.abilities, **self.loaded.info}])
         return True
 
     def dispatch(self, message: list[Any]) -> None:
@@ -86,8 +79,8 @@ class Worker:
                 task.cancel()
         elif kind == p.PING:
             now = time.monotonic()
-            stalled = now - min(self.progress_at.values()) if self.progress_at else 0.0
-            self.send_nowait([p.PONG, message[1], {"in_flight": len(self.tasks), "stalled_seconds": stalled}])
+            stalled = now - min(self.progress_at.values(), default=now)
+            self.sender.send([p.PONG, message[1], {"in_flight": len(self.tasks), "stalled_seconds": stalled}])
 
     def _forget(self, rid: int) -> None:
         self.tasks.pop(rid, None)
@@ -111,86 +104,69 @@ class Worker:
                 result = await self.loop.run_in_executor(self.pool, functools.partial(method, *args, **kwargs))
             encode = jsonable.dumps if mode in (p.MODE_JSON, p.MODE_STREAM_JSON) else _as_is
             if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                if mode in (p.MODE_STREAM_JSON, p.MODE_STREAM):
-                    await self.stream(rid, result, encode)
+                streaming = mode in (p.MODE_STREAM_JSON, p.MODE_STREAM)
+                result = await self.drain(rid, result, encode if streaming else None)
+                if streaming:
+                    self.sender.send([p.END, rid])
                     return
-                result = await self.collect(rid, result)
-            await p.send(self.writer, [p.RESULT, rid, encode(result)])
+            self.sender.send([p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
             pass  # the caller is gone; nobody waits for an answer
         except ModelyardError as exc:
-            await p.send(self.writer, [p.ERROR, rid, exc.type, exc.status, exc.message])
+            self.sender.send([p.ERROR, rid, exc.type, exc.status, exc.message])
         except jsonable.NotJSONable as exc:
-            await p.send(self.writer, [p.ERROR, rid, ModelError.type, 500, f"{name}() returned {exc}"])
+            self.sender.send([p.ERROR, rid, ModelError.type, 500, f"{name}() returned {exc}"])
         except BaseException as exc:  # SystemExit from model code (argparse...) must not end the worker
             traceback.print_exc()
-            await p.send(self.writer, [p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
+            self.sender.send([p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
 
-    async def batches(self, rid: int, result: Any) -> AsyncIterator[list[Any]]:
-        """The items of a sync or async generator, in batches of whatever is ready; each batch
-        counts as progress of call `rid`. A sync generator runs in a thread of its own, which
-        hands items over as they come, so a stream costs no thread hop per item."""
+    async def drain(self, rid: int, result: Any, encode: Callable[[Any], Any] | None) -> list[Any] | None:
+        """Run a generator to its end. With `encode`, send each item as it comes (a stream);
+        without, return the items as a list. Each item counts as progress of call `rid`."""
+        items: list[Any] = []
+
+        def take(item: Any) -> None:
+            self.progress_at[rid] = time.monotonic()
+            if encode is None:
+                items.append(item)
+            else:
+                self.sender.send([p.CHUNK, rid, encode(item)])
+
         if inspect.isasyncgen(result):
             try:
                 async for item in result:
-                    self.progress_at[rid] = time.monotonic()
-                    yield [item]
+                    take(item)
             finally:
                 await result.aclose()
-            return
-        queue: asyncio.Queue = asyncio.Queue()
+            return items
+        # A sync generator runs in a thread of its own, which sends its items itself: a streamed
+        # item costs no hop through the event loop.
         stop = threading.Event()
-        room = threading.Semaphore(STREAM_AHEAD)  # the model runs at most this many items ahead
-        put = functools.partial(self.loop.call_soon_threadsafe, queue.put_nowait)
+        done = self.loop.create_future()
+
+        def finish(error: BaseException | None) -> None:
+            if not done.done():
+                done.set_exception(error) if error is not None else done.set_result(None)
 
         def pump() -> None:
+            error = None
             try:
                 for item in result:
-                    put((_ITEM, item))
-                    while not room.acquire(timeout=0.5):
-                        if stop.is_set():
-                            return
                     if stop.is_set():
                         break
-            except BaseException as exc:  # handed to the loop, which raises it for the caller
-                put((_FAILED, exc))
-            else:
-                put((_DONE, None))
+                    take(item)
+            except BaseException as exc:  # handed to the loop, which answers with it
+                error = exc
             finally:
                 result.close()  # a cancelled stream stops the model's generator at its next item
+                self.loop.call_soon_threadsafe(finish, error)
 
         threading.Thread(target=pump, name=f"modelyard-stream-{rid}", daemon=True).start()
         try:
-            while True:
-                batch = [await queue.get()]
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                self.progress_at[rid] = time.monotonic()
-                items = [value for kind, value in batch if kind is _ITEM]
-                for _ in items:
-                    room.release()
-                if items:
-                    yield items
-                last_kind, last_value = batch[-1]
-                if last_kind is _FAILED:
-                    raise last_value
-                if last_kind is _DONE:
-                    return
+            await done
         finally:
             stop.set()
-
-    async def collect(self, rid: int, result: Any) -> list[Any]:
-        return [item async for batch in self.batches(rid, result) for item in batch]
-
-    async def stream(self, rid: int, result: Any, encode: Callable[[Any], Any]) -> None:
-        async for batch in self.batches(rid, result):
-            self.writer.write(b"".join(p.pack([p.CHUNK, rid, encode(item)]) for item in batch))
-            if self.writer.transport.get_write_buffer_size() > p.HIGH_WATER:
-                await self.writer.drain()
-        await p.send(self.writer, [p.END, rid])
-
-
-_ITEM, _FAILED, _DONE = object(), object(), object()
+        return items
 
 
 def _as_is(value: Any) -> Any:
@@ -209,8 +185,8 @@ async def serve(fd: int) -> bool:
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)  # programs the model runs must not hold the server's lifeline open
     os.register_at_fork(after_in_child=lambda: _close_quietly(fd))  # nor may forked copies of it
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    worker = Worker(writer)
+    reader, _writer = await asyncio.open_unix_connection(sock=sock)
+    worker = Worker(p.Sender(sock))
     incoming = p.messages(reader)
     first = await anext(incoming, None)
     if first is None or first[0] != p.LAUNCH:

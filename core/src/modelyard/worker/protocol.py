@@ -21,6 +21,9 @@ in the worker (the server passes them through untouched); MODE_RAW / MODE_STREAM
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,3 +58,28 @@ async def send(writer: asyncio.StreamWriter, message: list[Any]) -> None:
     writer.write(pack(message))
     if writer.transport.get_write_buffer_size() > HIGH_WATER:
         await writer.drain()
+
+
+class Sender:
+    """Thread-safe writes of whole messages to the link, from the event loop or any other thread.
+
+    A streaming model thread sends its items itself, so an item costs no hop through the event
+    loop. Writes block while the peer's socket buffer is full, which is the backpressure a stream
+    needs; the server reads its end continuously, so the event loop never waits long.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def send(self, message: list[Any]) -> None:
+        self.send_bytes(pack(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        view = memoryview(data)
+        with self.lock:
+            while view:
+                try:
+                    view = view[self.sock.send(view):]
+                except BlockingIOError:  # the socket is non-blocking: it is shared with the loop's reader
+                    select.select([], [self.sock], [])
