@@ -39,6 +39,13 @@ from request_path import free_port, start  # noqa: E402
 PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] for i in range(8)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def in_process(engine, messages, max_tokens: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     first, tokens = None, 0
@@ -137,28 +144,41 @@ def main() -> None:
         def in_c8():  # the engine queues concurrent requests, so eight in turn is its best
             return sum(in_process(engine, PROMPTS[i], args.max_tokens)[2] for i in range(8)), []
 
-        def server(concurrency):
+        def through_server(concurrency):
             def measure():
                 t0 = time.perf_counter()
                 rate, firsts = asyncio.run(server_round(port, concurrency, args.max_tokens))
                 return round(rate * (time.perf_counter() - t0)), firsts
             return measure
 
+        worker_pid = http.get("/v1/models/tiny").json()["pid"]
+        cpu = {"in_process": 0.0, "worker": 0.0, "server": 0.0}
         for _ in range(args.rounds):
+            before = time.process_time()
             rate, firsts = repeat(in_c1, args.seconds)
+            cpu["in_process"] += time.process_time() - before
             rates["in_process_c1"].append(rate)
             ttft["in_process"] += firsts
-            rate, firsts = repeat(server(1), args.seconds)
+            before_worker, before_server = cpu_seconds(worker_pid), cpu_seconds(server.pid)
+            rate, firsts = repeat(through_server(1), args.seconds)
+            cpu["worker"] += cpu_seconds(worker_pid) - before_worker
+            cpu["server"] += cpu_seconds(server.pid) - before_server
             rates["server_c1"].append(rate)
             ttft["server"] += firsts
             rates["in_process_c8"].append(repeat(in_c8, args.seconds)[0])
-            rates["server_c8"].append(repeat(server(8), args.seconds)[0])
+            rates["server_c8"].append(repeat(through_server(8), args.seconds)[0])
         report = {k: round(statistics.median(v), 1) for k, v in rates.items()}
         report["ratio_c1"] = round(report["server_c1"] / report["in_process_c1"], 3)
         report["ratio_c8"] = round(report["server_c8"] / report["in_process_c8"], 3)
         report["ttft_in_process_ms"] = round(statistics.median(ttft["in_process"]) * 1000, 2)
         report["ttft_server_ms"] = round(statistics.median(ttft["server"]) * 1000, 2)
         report["ttft_overhead_ms"] = round(report["ttft_server_ms"] - report["ttft_in_process_ms"], 2)
+        # CPU per token at concurrency 1: steadier than wall time on a shared machine
+        in_tokens = sum(rates["in_process_c1"]) * args.seconds
+        server_tokens = sum(rates["server_c1"]) * args.seconds
+        report["cpu_ms_per_token_in_process_c1"] = round(cpu["in_process"] / in_tokens * 1000, 3)
+        report["cpu_ms_per_token_worker_c1"] = round(cpu["worker"] / server_tokens * 1000, 3)
+        report["cpu_ms_per_token_server_c1"] = round(cpu["server"] / server_tokens * 1000, 3)
         report["max_tokens"] = args.max_tokens
         report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers"
         print(json.dumps(report, indent=2))
