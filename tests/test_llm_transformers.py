@@ -13,7 +13,7 @@ import openai
 import pytest
 from xinference_client import RESTfulClient
 
-from helpers import TESTS, Server
+from helpers import TESTS, Server, wait_until
 
 sys.path.insert(0, str(TESTS / "fixtures" / "llm"))
 import tiny_llama  # noqa: E402
@@ -125,6 +125,24 @@ def test_a_stop_string_stops_even_across_chunks(oai):
     streamed, finish, _ = stream_chat(oai, max_tokens=40, stop=stop)
     assert "".join(streamed) == expected and finish == ["stop"]
     assert all(stop not in p for p in streamed)
+
+
+def test_a_client_that_leaves_stops_its_generation(llm):
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 200, "temperature": 0, "stream": True}
+    with httpx.Client(base_url=llm.url, timeout=60) as http:
+        def stopped_lines():
+            lines = http.get("/v1/models/tiny/logs", params={"lines": 1000}).json()["lines"]
+            return [x for x in lines.splitlines() if x.startswith("modelyard: generation stopped after")]
+
+        before = len(stopped_lines())
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            events = 0
+            for line in response.iter_lines():
+                events += line.startswith("data: ")
+                if events == 4:
+                    break
+        assert wait_until(lambda: len(stopped_lines()) > before, timeout=10)
+        assert int(stopped_lines()[-1].split()[4]) < 200
 
 
 def test_eight_concurrent_streams_each_get_their_solo_text(oai):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -155,10 +156,12 @@ class TransformersLLM(LLMEngine):
         # Incremental decoding over a short window: the text of ids[start:] minus the text of
         # ids[start:done], so each token costs the same however long the answer grows.
         start = done = 0
+        ended = False
         try:
             while True:
                 token = streamer.queue.get()
                 if token is _END:
+                    ended = True
                     break
                 generation.completion_tokens += 1
                 if token in end_ids:
@@ -173,6 +176,9 @@ class TransformersLLM(LLMEngine):
                 yield text[len(before):]
         finally:
             generation.cancelled.set()
+            if not ended:  # the stream was closed early: its client left, or a stop string matched
+                print(f"modelyard: generation stopped after {generation.completion_tokens} of at most "
+                      f"{generation.max_tokens} tokens", file=sys.stderr, flush=True)
         thread.join()
         if failure:
             raise failure[0]
