@@ -7,7 +7,10 @@ greedy, both with the transformers engine's streaming) tokens/s of streamed chat
 - in-process: the engine class driven directly in this process (the baseline);
 - server: POST /v1/chat/completions with stream=true through modelyard, read by a raw HTTP/1.1
   client, at concurrency 1 and 8;
-plus the time to first token in both. Torch uses one thread in both. The client reads each stream
+plus the time to first token in both. Torch uses one thread in both. With --pin, the model's threads
+get one core of their own in both setups and the server and client share the rest: on a 2-core
+machine that keeps the three processes of the served path from crowding the model's core, which
+otherwise makes run-to-run figures swing by 20%. The client reads each stream
 as it comes but parses it only at the end, so on this small machine it takes little CPU from the
 server. Figures, never pass/fail.
 """
@@ -37,6 +40,12 @@ import tiny_llama  # noqa: E402
 from request_path import free_port, start  # noqa: E402
 
 PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] for i in range(8)]
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Set the CPU affinity of every thread of a process."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cores)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -96,6 +105,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=1.5, help="length of each measurement")
+    parser.add_argument("--pin", action="store_true",
+                        help="give the model's threads one core in both setups (the worker's threads and the "
+                             "in-process engine on the last core; the server and this client on the others)")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny Llama (tests use 64)")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny Llama (tests use 2)")
     args = parser.parse_args()
@@ -137,10 +149,23 @@ def main() -> None:
                 tokens, firsts = tokens + n, firsts + f
             return tokens / (time.perf_counter() - t0), firsts
 
+        def on_model_core(measure):
+            def pinned():
+                if not args.pin:
+                    return measure()
+                os.sched_setaffinity(0, model_core)  # the engine's threads start from here: they inherit it
+                try:
+                    return measure()
+                finally:
+                    os.sched_setaffinity(0, other_cores)
+            return pinned
+
+        @on_model_core
         def in_c1():
             _, first, tokens = in_process(engine, PROMPTS[0], args.max_tokens)
             return tokens, [first]
 
+        @on_model_core
         def in_c8():  # the engine queues concurrent requests, so eight in turn is its best
             return sum(in_process(engine, PROMPTS[i], args.max_tokens)[2] for i in range(8)), []
 
@@ -152,6 +177,12 @@ def main() -> None:
             return measure
 
         worker_pid = http.get("/v1/models/tiny").json()["pid"]
+        model_core = {max(os.sched_getaffinity(0))}
+        other_cores = os.sched_getaffinity(0) - model_core or model_core
+        if args.pin:
+            pin(worker_pid, model_core)  # threads the worker starts later inherit it
+            pin(server.pid, other_cores)
+            os.sched_setaffinity(0, other_cores)
         cpu = {"in_process": 0.0, "worker": 0.0, "server": 0.0}
         for _ in range(args.rounds):
             before = time.process_time()
@@ -181,6 +212,7 @@ def main() -> None:
         report["cpu_ms_per_token_server_c1"] = round(cpu["server"] / server_tokens * 1000, 3)
         report["max_tokens"] = args.max_tokens
         report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers"
+        report["pinned"] = args.pin
         print(json.dumps(report, indent=2))
     finally:
         server.send_signal(signal.SIGTERM)
