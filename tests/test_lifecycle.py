@@ -181,6 +181,12 @@ def test_a_whole_stream_ends_with_done(http, tmp_path):
                      json={"model": "streamer-all", "args": [3]}) as r:
         lines = [line for line in r.iter_lines() if line]
     assert lines == ['data: {"i":0}', 'data: {"i":1}', 'data: {"i":2}', "data: [DONE]"]
+    # a fast stream: items share writes, and every one arrives, in order, exactly once
+    with http.stream("POST", "/v1/flexible/infers", params={"stream": "true"},
+                     json={"model": "streamer-all", "args": [3000]}) as r:
+        events = [line for line in r.iter_lines() if line]
+    assert events[-1] == "data: [DONE]"
+    assert [json.loads(e[6:])["i"] for e in events[:-1]] == list(range(3000))
     # without ?stream=true a generator's items come back as one JSON list
     assert infer(http, "streamer-all", 2).json() == [{"i": 0}, {"i": 1}]
     # an error before the first item is a proper HTTP error

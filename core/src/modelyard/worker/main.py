@@ -28,6 +28,8 @@ from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
 CALL_THREADS = 16
+# Longest a streamed item may wait to share a write with the next ones (MODELYARD_STREAM_FLUSH_MS).
+STREAM_FLUSH_SECONDS = float(os.environ.get("MODELYARD_STREAM_FLUSH_MS", "4")) / 1000
 
 
 class Worker:
@@ -124,13 +126,14 @@ class Worker:
         """Run a generator to its end. With `encode`, send each item as it comes (a stream);
         without, return the items as a list. Each item counts as progress of call `rid`."""
         items: list[Any] = []
+        frames = _Coalescer(self.sender, self.loop, STREAM_FLUSH_SECONDS)
 
         def take(item: Any) -> None:
             self.progress_at[rid] = time.monotonic()
             if encode is None:
                 items.append(item)
             else:
-                self.sender.send([p.CHUNK, rid, encode(item)])
+                frames.add(p.pack([p.CHUNK, rid, encode(item)]))
 
         if inspect.isasyncgen(result):
             try:
@@ -138,6 +141,7 @@ class Worker:
                     take(item)
             finally:
                 await result.aclose()
+                frames.flush()
             return items
         # A sync generator runs in a thread of its own, which sends its items itself: a streamed
         # item costs no hop through the event loop.
@@ -166,7 +170,42 @@ class Worker:
             await done
         finally:
             stop.set()
+            frames.flush()
         return items
+
+
+class _Coalescer:
+    """Streamed frames go out at once when the stream has been quiet for `window` seconds, else
+    together with those that follow within the window: a fast model's tokens then cost one write
+    and one wake-up of the server per group, and no item waits more than `window`."""
+
+    def __init__(self, sender: p.Sender, loop: asyncio.AbstractEventLoop, window: float):
+        self.sender, self.loop, self.window = sender, loop, window
+        self.lock = threading.Lock()
+        self.pending: list[bytes] = []
+        self.sent_at = 0.0
+        self.timer = False
+
+    def add(self, frame: bytes) -> None:
+        with self.lock:
+            self.pending.append(frame)
+            wait = self.sent_at + self.window - time.monotonic()
+            if wait <= 0:
+                self._send()
+            elif not self.timer:
+                self.timer = True
+                self.loop.call_soon_threadsafe(self.loop.call_later, wait, self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.timer = False
+            self._send()
+
+    def _send(self) -> None:
+        if self.pending:
+            self.sender.send_bytes(b"".join(self.pending))
+            self.pending.clear()
+            self.sent_at = time.monotonic()
 
 
 def _as_is(value: Any) -> Any:
