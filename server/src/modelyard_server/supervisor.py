@@ -20,7 +20,7 @@ from modelyard import engines, venv
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
-from modelyard.types import ModelSpec, Registration
+from modelyard.types import ModelSpec, ModelType, Registration
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
@@ -135,11 +135,10 @@ class Supervisor:
             uid, n = f"{request.model_name}-{n}", n + 1
         return uid
 
-    async def launch(self, request: LaunchModelRequest, wait_ready: bool = True) -> ModelRecord:
-        entry = self.registry.get(request.model_type, request.model_name)
-        model_type = self.plugins.model_type(entry.model_type)
-        registration = entry.registration
-        spec = None
+    def _choose_runner(self, request: LaunchModelRequest, model_type: ModelType,
+                       registration: Registration) -> tuple[str | None, ModelSpec | None, tuple[str, ...]]:
+        """What runs the model: its engine and spec, or (flexible models) its launcher; and the
+        runtime requirements that come with it. Every check here fails before anything is spawned."""
         if not model_type.uses_engine:
             selectors = {k: getattr(request, k)
                          for k in ("model_format", "model_size_in_billions", "quantization", "download_hub")}
@@ -151,20 +150,22 @@ class Supervisor:
                 raise InvalidRequest(f"{model_type.name} models run their launcher, not an engine; "
                                      "leave model_engine out.")
             launcher = registration.launcher
-            if "." not in launcher and ":" not in launcher:
-                # a bare name must be registered: fail before spawning
-                requirements = self.plugins.launcher(launcher).requirements
-            else:
-                requirements = ()
-            engine_name = None
-        else:
-            engine, spec = engines.select(self.plugins, model_type.name, registration,
-                                          engine_name=request.model_engine, model_format=request.model_format,
-                                          size=request.model_size_in_billions, quantization=request.quantization,
-                                          hub=request.download_hub)
-            requirements, engine_name = engine.requirements, engine.name
-            if request.model_path is not None and not Path(request.model_path).expanduser().exists():
-                raise InvalidRequest(f"model_path {request.model_path!r} does not exist on this machine.")
+            if "." in launcher or ":" in launcher:
+                return None, None, ()
+            return None, None, self.plugins.launcher(launcher).requirements  # a bare name must be registered
+        engine, spec = engines.select(self.plugins, model_type.name, registration,
+                                      engine_name=request.model_engine, model_format=request.model_format,
+                                      size=request.model_size_in_billions, quantization=request.quantization,
+                                      hub=request.download_hub)
+        if request.model_path is not None and not Path(request.model_path).expanduser().exists():
+            raise InvalidRequest(f"model_path {request.model_path!r} does not exist on this machine.")
+        return engine.name, spec, engine.requirements
+
+    async def launch(self, request: LaunchModelRequest, wait_ready: bool = True) -> ModelRecord:
+        entry = self.registry.get(request.model_type, request.model_name)
+        model_type = self.plugins.model_type(entry.model_type)
+        registration = entry.registration
+        engine_name, spec, requirements = self._choose_runner(request, model_type, registration)
         env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
                         extra_packages=request.virtual_env_packages or (),
                         extra_find_links=request.virtual_env_find_links or (), requirements=requirements)
