@@ -189,8 +189,9 @@ class LocalWorker:
             raise
 
     async def stream(self, method: str, args: list, kwargs: dict,
-                     mode: str = p.MODE_STREAM_JSON) -> AsyncIterator[Any]:
-        """The items a generator method yields; closing the iterator early cancels the call."""
+                     mode: str = p.MODE_STREAM_JSON) -> AsyncIterator[list[Any]]:
+        """The items a generator method yields, in lists of those that arrived together (so a
+        fast stream costs one write per group downstream); closing early cancels the call."""
         self._check_alive()
         rid = next(self.ids)
         queue: asyncio.Queue = asyncio.Queue()
@@ -198,20 +199,23 @@ class LocalWorker:
         finished = False
         try:
             await self._send_call(rid, [p.CALL, rid, method, args, kwargs, mode])
-            while True:
-                kind, value = await queue.get()
-                if kind == p.CHUNK:
-                    yield value
-                elif kind == p.END:
-                    finished = True
-                    return
-                elif kind == p.RESULT:  # the method returned instead of streaming
-                    finished = True
-                    yield value
-                    return
-                else:
-                    finished = True
-                    raise value
+            while not finished:
+                messages = [await queue.get()]
+                while not queue.empty():
+                    messages.append(queue.get_nowait())
+                batch = []
+                for kind, value in messages:
+                    if kind in (p.CHUNK, p.RESULT):  # RESULT: the method returned instead of streaming
+                        batch.append(value)
+                    if kind != p.CHUNK:
+                        finished = True
+                        if kind == p.ERROR:
+                            if batch:
+                                yield batch
+                            raise value
+                        break
+                if batch:
+                    yield batch
         finally:
             if not finished:
                 self._cancel(rid)

@@ -24,7 +24,8 @@ def chat_completion(uid: str, result: dict[str, Any]) -> bytes:
     })
 
 
-async def chat_chunks(uid: str, items: AsyncIterator[dict[str, Any]], include_usage: bool) -> AsyncIterator[bytes]:
+async def chat_chunks(uid: str, batches: AsyncIterator[list[dict[str, Any]]],
+                      include_usage: bool) -> AsyncIterator[list[bytes]]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": uid}
 
@@ -32,19 +33,22 @@ async def chat_chunks(uid: str, items: AsyncIterator[dict[str, Any]], include_us
         return _dumps({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                             "finish_reason": finish_reason}]})
 
-    yield chunk({"role": "assistant", "content": ""})
-    async for item in items:
-        if item["finish_reason"] is None:
-            delta: dict[str, Any] = {}
-            if item["text"]:
-                delta["content"] = item["text"]
-            if item.get("reasoning"):
-                delta["reasoning_content"] = item["reasoning"]
-            yield chunk(delta)
-        else:
-            yield chunk({}, item["finish_reason"])
-            if include_usage:
-                yield _dumps({**base, "choices": [], "usage": item["usage"]})
+    yield [chunk({"role": "assistant", "content": ""})]
+    async for batch in batches:
+        out = []
+        for item in batch:
+            if item["finish_reason"] is None:
+                delta: dict[str, Any] = {}
+                if item["text"]:
+                    delta["content"] = item["text"]
+                if item.get("reasoning"):
+                    delta["reasoning_content"] = item["reasoning"]
+                out.append(chunk(delta))
+            else:
+                out.append(chunk({}, item["finish_reason"]))
+                if include_usage:
+                    out.append(_dumps({**base, "choices": [], "usage": item["usage"]}))
+        yield out
 
 
 def completion(uid: str, result: dict[str, Any]) -> bytes:
@@ -55,11 +59,14 @@ def completion(uid: str, result: dict[str, Any]) -> bytes:
     })
 
 
-async def completion_chunks(uid: str, items: AsyncIterator[dict[str, Any]],
-                            include_usage: bool) -> AsyncIterator[bytes]:
+async def completion_chunks(uid: str, batches: AsyncIterator[list[dict[str, Any]]],
+                            include_usage: bool) -> AsyncIterator[list[bytes]]:
     base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": uid}
-    async for item in items:
-        yield _dumps({**base, "choices": [{"index": 0, "text": item["text"], "logprobs": None,
-                                           "finish_reason": item["finish_reason"]}]})
-        if item["finish_reason"] is not None and include_usage:
-            yield _dumps({**base, "choices": [], "usage": item["usage"]})
+    async for batch in batches:
+        out = []
+        for item in batch:
+            out.append(_dumps({**base, "choices": [{"index": 0, "text": item["text"], "logprobs": None,
+                                                   "finish_reason": item["finish_reason"]}]}))
+            if item["finish_reason"] is not None and include_usage:
+                out.append(_dumps({**base, "choices": [], "usage": item["usage"]}))
+        yield out

@@ -61,11 +61,12 @@ async def _empty() -> AsyncIterator[T]:
     yield
 
 
-async def sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Server-sent events: `data: <json>` per chunk, `data: [DONE]` at the end, errors in-band."""
+async def sse(batches: AsyncIterator[list[bytes]]) -> AsyncIterator[bytes]:
+    """Server-sent events: `data: <json>` per chunk, one write per batch, `data: [DONE]` at the
+    end, errors in-band."""
     try:
-        async for chunk in chunks:
-            yield b"data: " + chunk + b"\n\n"
+        async for batch in batches:
+            yield b"".join(b"data: " + chunk + b"\n\n" for chunk in batch)
     except ModelyardError as exc:
         body = error_body(exc.status, exc.message, exc.type)
         yield b"data: " + json.dumps({"error": body["error"]}).encode() + b"\n\n"
@@ -75,7 +76,8 @@ async def sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 async def llm_response(request: Request, uid: str, method: str, args: list[Any], *, stream: bool,
                        include_usage: bool, whole: Callable[[str, dict], bytes],
-                       chunks: Callable[[str, AsyncIterator[dict], bool], AsyncIterator[bytes]]) -> Response:
+                       chunks: Callable[[str, AsyncIterator[list[dict]], bool],
+                                        AsyncIterator[list[bytes]]]) -> Response:
     """Call an LLM ability and answer in one piece (`whole`) or as server-sent events (`chunks`)."""
     from modelyard_server.state import server_state
 

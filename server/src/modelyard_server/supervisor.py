@@ -270,7 +270,7 @@ class Supervisor:
         return await self.ready_worker(uid, model_type).call(method, args, kwargs, mode)
 
     def stream(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
-               mode: str = wire.MODE_STREAM_JSON) -> AsyncIterator[Any]:
+               mode: str = wire.MODE_STREAM_JSON) -> AsyncIterator[list[Any]]:
         return self.ready_worker(uid, model_type).stream(method, args, kwargs, mode)
 
     # -- health ---------------------------------------------------------------------------
