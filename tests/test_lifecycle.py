@@ -28,10 +28,10 @@ def lc(tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture
-def http(lc):
-    with lc.http() as client:
-        yield client
+@pytest.fixture(scope="module")
+def server(lc):
+    """This module's server; conftest's `http` fixture talks to it."""
+    return lc
 
 
 def launch(http, name, uid, **kwargs):

@@ -36,10 +36,10 @@ def vs(tmp_path_factory, wheelhouse):
     srv.stop()
 
 
-@pytest.fixture
-def http(vs):
-    with vs.http() as client:
-        yield client
+@pytest.fixture(scope="module")
+def server(vs):
+    """This module's server; conftest's `http` fixture talks to it."""
+    return vs
 
 
 def register(http, name, packages, wheelhouse, inherit=False, **venv):
