@@ -71,8 +71,7 @@ def select(plugins: Plugins, model_type: str, registration: Registration, *, eng
         if engine is None:
             broken = plugins.broken(engine_name)
             if broken is not None:
-                raise InvalidRequest(f"Engine {engine_name!r} is unavailable: its plugin {broken.name!r} "
-                                     f"({broken.distribution} {broken.version}) failed to load: {broken.error}")
+                raise InvalidRequest(f"Engine {engine_name!r} is unavailable: {broken.load_failure()}")
             known = ", ".join(sorted(e.name for e in plugins.engines.values() if model_type in e.model_types))
             raise NotFound(f"No engine named {engine_name!r} is installed (for {model_type}: {known or 'none'}). "
                            f"{install_hint(engine_name)}")
@@ -118,8 +117,7 @@ def report(plugins: Plugins, model_type: str, registration: Registration) -> dic
         engine = plugins.engines.get(name)
         if engine is None:
             broken = plugins.broken(name)
-            reason = (f"its plugin failed to load: {broken.error}" if broken is not None
-                      else f"not installed; {install_hint(name)}")
+            reason = broken.load_failure() if broken is not None else f"not installed; {install_hint(name)}"
             out[name] = {"available": False, "reason": reason, "params": []}
             continue
         if model_type not in engine.model_types:

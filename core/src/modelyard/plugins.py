@@ -56,6 +56,10 @@ class PluginRecord:
     traceback: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
 
+    def load_failure(self) -> str:
+        """Why what this plugin provides is unavailable, for error messages."""
+        return f"its plugin {self.name!r} ({self.distribution} {self.version}) failed to load: {self.error}"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -238,9 +242,7 @@ class Plugins:
             return found
         record = self.broken(name)
         if record is not None:
-            raise InvalidRequest(
-                f"Flexible launcher {name!r} is unavailable: its plugin {record.name!r} "
-                f"({record.distribution} {record.version}) failed to load: {record.error}")
+            raise InvalidRequest(f"Flexible launcher {name!r} is unavailable: {record.load_failure()}")
         known = ", ".join(sorted(self.launchers)) or "none"
         raise NotFound(f"No flexible launcher named {name!r} is registered (registered: {known}); "
                        "give a registered name or a dotted import path such as 'my_module.launcher'.")

@@ -167,9 +167,7 @@ class LocalWorker:
             self.pending.pop(rid, None)
             raise InvalidRequest(f"The request holds a value that cannot be passed to the model: "
                                  f"{type(exc).__name__}: {exc}") from None
-        self.writer.write(packed)
-        if self.writer.transport.get_write_buffer_size() > p.HIGH_WATER:
-            await self.writer.drain()
+        await p.send_bytes(self.writer, packed)
 
     async def launch(self, launch: dict[str, Any]) -> dict[str, Any]:
         await p.send(self.writer, [p.LAUNCH, launch])

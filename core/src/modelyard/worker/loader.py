@@ -67,8 +67,8 @@ def load_with_engine(launch: dict[str, Any], plugins: Plugins, progress: Progres
     engine = plugins.engines.get(name)
     if engine is None:
         broken = plugins.broken(name)
-        detail = f": its plugin failed to load: {broken.error}" if broken is not None else " in the worker"
-        raise LaunchFailed(f"Engine {name!r} is not available{detail}")
+        detail = broken.load_failure() if broken is not None else "it is not registered in the worker"
+        raise LaunchFailed(f"Engine {name!r} is not available: {detail}")
     spec = ModelSpec.model_validate(launch["spec"])
     path = launch.get("model_path")
     if not path and spec.model_uri:

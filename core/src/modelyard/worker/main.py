@@ -122,7 +122,7 @@ class Worker:
             traceback.print_exc()
             self.sender.send([p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
 
-    async def drain(self, rid: int, result: Any, encode: Callable[[Any], Any] | None) -> list[Any] | None:
+    async def drain(self, rid: int, result: Any, encode: Callable[[Any], Any] | None) -> list[Any]:
         """Run a generator to its end. With `encode`, send each item as it comes (a stream);
         without, return the items as a list. Each item counts as progress of call `rid`."""
         items: list[Any] = []

@@ -55,7 +55,11 @@ async def messages(reader: asyncio.StreamReader) -> AsyncIterator[list[Any]]:
 
 
 async def send(writer: asyncio.StreamWriter, message: list[Any]) -> None:
-    writer.write(pack(message))
+    await send_bytes(writer, pack(message))
+
+
+async def send_bytes(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
     if writer.transport.get_write_buffer_size() > HIGH_WATER:
         await writer.drain()
 
