@@ -78,11 +78,14 @@ def parse_requirement(text: str) -> Requirement:
         raise InvalidRequest(f"Invalid package requirement {text!r}: {exc}") from None
 
 
+def _distribution(name: str, paths: list[str] | None = None) -> importlib.metadata.Distribution | None:
+    """The first distribution of `name` on `paths` (default sys.path): the one an import would find."""
+    return next(iter(importlib.metadata.distributions(name=canonicalize_name(name), path=paths or sys.path)), None)
+
+
 def installed_version(name: str, paths: list[str] | None = None) -> str | None:
-    """The version of `name` the first matching distribution on `paths` (default sys.path) has."""
-    for dist in importlib.metadata.distributions(name=canonicalize_name(name), path=paths or sys.path):
-        return dist.version
-    return None
+    dist = _distribution(name, paths)
+    return dist.version if dist is not None else None
 
 
 def expand_system_markers(packages: Iterable[str]) -> list[str]:
@@ -125,12 +128,7 @@ def satisfied(req: Requirement, paths: list[str] | None = None, extras: Iterable
     except InvalidVersion:
         return False
     if req.extras and _depth < 4:
-        dist = next(iter(importlib.metadata.distributions(name=canonicalize_name(req.name), path=paths or sys.path)))
-        for dep in dist.requires or []:
-            dep_req = Requirement(dep)
-            if dep_req.marker is not None and any(dep_req.marker.evaluate({"extra": e}) for e in req.extras):
-                if not satisfied(dep_req, paths, req.extras, _depth + 1):
-                    return False
+        return all(satisfied(dep, paths, req.extras, _depth + 1) for dep in _extra_requirements(req, paths))
     return True
 
 
@@ -205,11 +203,11 @@ def _dir_size(path: Path) -> int:
     return total
 
 
-def _extra_requirements(req: Requirement, paths: list[str]) -> list[Requirement]:
+def _extra_requirements(req: Requirement, paths: list[str] | None) -> list[Requirement]:
     """The requirements the extras of `req` add to its package, as installed on `paths`."""
     if not req.extras:
         return []
-    dist = next(iter(importlib.metadata.distributions(name=canonicalize_name(req.name), path=paths)), None)
+    dist = _distribution(req.name, paths)
     out = []
     for text in (dist.requires or []) if dist is not None else []:
         dep = Requirement(text)
