@@ -58,16 +58,18 @@ class ModelRecord:
     stderr_tail: str | None = None
     env_key: str | None = None
     spec: ModelSpec | None = None
-    stage: str = "queued"
-    progress: float = 0.0
-    progress_message: str = ""
     # every stage the launch went through, so a client polling slowly still sees each one
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"stage": "queued", "progress": 0.0, "message": "", "at": time.time()}])
     worker: LocalWorker | None = None
 
     def note_progress(self, stage: str, fraction: float, message: str = "") -> None:
-        self.stage, self.progress, self.progress_message = stage, fraction, message
         self.history.append({"stage": stage, "progress": fraction, "message": message, "at": time.time()})
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        """The launch's latest stage."""
+        return self.history[-1]
 
     def describe(self) -> dict[str, Any]:
         reg = self.registration
@@ -231,7 +233,7 @@ class Supervisor:
 
     def _fail(self, record: ModelRecord, error: str) -> None:
         record.status, record.error = Status.FAILED, error
-        record.note_progress("failed", record.progress, error)
+        record.note_progress("failed", record.progress["progress"], error)
         if record.worker is not None:
             record.stderr_tail = log_tail(record.worker.log_path)
         self._release_env(record)

@@ -37,7 +37,8 @@ async def describe(model_uid: str, request: Request) -> dict:
 @router.get("/{model_uid}/progress")
 async def progress(model_uid: str, request: Request) -> dict:
     record = server_state(request).supervisor.get(model_uid)
-    return {"progress": record.progress, "stage": record.stage, "message": record.progress_message,
+    latest = record.progress
+    return {"progress": latest["progress"], "stage": latest["stage"], "message": latest["message"],
             "status": record.status.value, "error": record.error, "history": record.history}
 
 
