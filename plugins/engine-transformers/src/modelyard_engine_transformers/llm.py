@@ -2,16 +2,17 @@
 
 Generation runs `model.generate` in a thread of its own, one request at a time (a lock), so a
 request's seed fully decides its sampling even while other requests wait. Tokens come back through
-a streamer one by one and are decoded incrementally; a stopping criterion ends generation as soon
-as the request is cancelled (its stream closed, or a stop string seen).
+a streamer, grouped when they come faster than `MODELYARD_STREAM_FLUSH_MS`, and are decoded
+incrementally: each group makes one streamed piece of text. A stopping criterion ends generation as
+soon as the request is cancelled (its stream closed, or a stop string seen).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,28 +30,50 @@ from transformers import (  # noqa: E402
 )
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
+from modelyard import config  # noqa: E402
 from modelyard.errors import InvalidRequest  # noqa: E402
 from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
 
-_END = object()
-
 
 class _TokenQueue(BaseStreamer):
-    """Hands each new token id to the consuming thread; the first `put` is the prompt."""
+    """Hands new token ids to the consuming thread; the first `put` is the prompt.
 
-    def __init__(self) -> None:
-        self.queue: queue.Queue = queue.Queue()
+    The consumer is woken at once for a slow stream, but at most once per `window` for a fast one:
+    each wake-up of the consumer contends with generation for the GIL, and on a small machine that
+    costs more than the tokens themselves. A token waits at most until the next one arrives."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.ready = threading.Condition(threading.Lock())
+        self.pending: list[int] = []
+        self.ended = False
         self.prompt_seen = False
+        self.put_at = self.woken_at = 0.0
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        for token in value.reshape(-1).tolist():
-            self.queue.put(token)
+        now = time.monotonic()
+        with self.ready:
+            self.pending += value.reshape(-1).tolist()
+            if now - self.put_at >= self.window or now - self.woken_at >= self.window:
+                self.woken_at = now
+                self.ready.notify()
+        self.put_at = now
 
     def end(self) -> None:
-        self.queue.put(_END)
+        with self.ready:
+            self.ended = True
+            self.ready.notify()
+
+    def take(self) -> list[int] | None:
+        """The token ids that arrived since the last call, waiting for some; None once generation ended."""
+        with self.ready:
+            while not self.pending and not self.ended:
+                self.ready.wait()
+            tokens, self.pending = self.pending, []
+            return tokens or None
 
 
 class _Cancelled(StoppingCriteria):
@@ -115,7 +138,7 @@ class TransformersLLM(LLMEngine):
 
     def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[str]:
         params = generation.params
-        streamer = _TokenQueue()
+        streamer = _TokenQueue(config.stream_window())
         processors = LogitsProcessorList()
         if params.presence_penalty or params.frequency_penalty:
             processors.append(_PresenceFrequencyPenalty(len(prompt_ids), params.presence_penalty,
@@ -158,22 +181,24 @@ class TransformersLLM(LLMEngine):
         start = done = 0
         ended = False
         try:
-            while True:
-                token = streamer.queue.get()
-                if token is _END:
-                    ended = True
-                    break
-                generation.completion_tokens += 1
-                if token in end_ids:
-                    generation.finish_reason = "stop"
-                    continue
-                ids.append(token)
-                before = self.tokenizer.decode(ids[start:done], skip_special_tokens=True)
-                text = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
-                if text.endswith("\ufffd") or len(text) <= len(before):
-                    continue  # an incomplete UTF-8 sequence: wait for the next token
-                start, done = done, len(ids)
-                yield text[len(before):]
+            while (tokens := streamer.take()) is not None:
+                # the tokens handed over together make one piece of text
+                pieces = []
+                for token in tokens:
+                    generation.completion_tokens += 1
+                    if token in end_ids:
+                        generation.finish_reason = "stop"
+                        continue
+                    ids.append(token)
+                    before = self.tokenizer.decode(ids[start:done], skip_special_tokens=True)
+                    text = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
+                    if text.endswith("\ufffd") or len(text) <= len(before):
+                        continue  # an incomplete UTF-8 sequence: wait for the next token
+                    start, done = done, len(ids)
+                    pieces.append(text[len(before):])
+                if pieces:
+                    yield "".join(pieces)
+            ended = True
         finally:
             generation.cancelled.set()
             if not ended:  # the stream was closed early: its client left, or a stop string matched

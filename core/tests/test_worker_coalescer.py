@@ -1,0 +1,62 @@
+"""The worker's grouping of a stream's frames into socket writes."""
+
+import asyncio
+import time
+
+from modelyard.worker.main import _Coalescer
+
+
+class RecordingSender:
+    """Stands in for the socket: records each write and when it happened."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, bytes]] = []
+
+    def send_bytes(self, data: bytes) -> None:
+        self.writes.append((time.monotonic(), data))
+
+
+def run_in_thread(produce) -> RecordingSender:
+    """Run `produce(coalescer)` in a thread, the way a streaming model's thread adds frames, while
+    the event loop serves the coalescer's timers; then wait long enough for every flush."""
+    async def main() -> RecordingSender:
+        sender = RecordingSender()
+        coalescer = _Coalescer(sender, asyncio.get_running_loop(), window=0.05)
+        await asyncio.to_thread(produce, coalescer)
+        await asyncio.sleep(0.15)
+        return sender
+    return asyncio.run(main())
+
+
+def test_frames_in_quick_succession_share_one_write_that_waits_at_most_the_window():
+    added = []
+
+    def produce(coalescer):
+        for i in range(5):
+            added.append(time.monotonic())
+            coalescer.add(b"%d" % i)
+
+    writes = run_in_thread(produce).writes
+    assert [data for _, data in writes] == [b"0", b"1234"]  # the first alone: the stream was quiet
+    assert writes[1][0] - added[1] < 0.05 + 0.04  # the window, plus scheduling slack
+
+
+def test_frames_after_a_quiet_half_window_go_out_at_once():
+    def produce(coalescer):
+        for i in range(3):
+            coalescer.add(b"%d" % i)
+            time.sleep(0.03)
+
+    writes = run_in_thread(produce).writes
+    assert [data for _, data in writes] == [b"0", b"1", b"2"]
+
+
+def test_a_steady_fast_stream_is_written_about_once_per_window():
+    def produce(coalescer):
+        for i in range(60):
+            coalescer.add(b"x")
+            time.sleep(0.005)  # 0.3 s of frames, 10 per window
+
+    writes = run_in_thread(produce).writes
+    assert b"".join(data for _, data in writes) == b"x" * 60
+    assert 4 <= len(writes) <= 12
