@@ -1,18 +1,18 @@
 """Bench: streamed tokens/s through the server against the same generation in-process.
 
-    .venv/bin/python bench/llm_stream.py [--rounds 9] [--max-tokens 128] [--seconds 1.5]
+    .venv/bin/python bench/llm_stream.py [--rounds 16] [--max-tokens 128] [--seconds 1.0]
 
 Builds the tiny Llama of the tests, then measures (rounds interleaved, same prompts and settings,
 greedy, both with the transformers engine's streaming) tokens/s of streamed chat completions:
 - in-process: the engine class driven directly in this process (the baseline);
 - server: POST /v1/chat/completions with stream=true through modelyard, read by a raw HTTP/1.1
-  client, at concurrency 1 and 8;
-plus the time to first token in both. Torch uses one thread in both. With --pin, the model's threads
-get one core of their own in both setups and the server and client share the rest: on a 2-core
-machine that keeps the three processes of the served path from crowding the model's core, which
-otherwise makes run-to-run figures swing by 20%. The client reads each stream
-as it comes but parses it only at the end, so on this small machine it takes little CPU from the
-server. Figures, never pass/fail.
+  client over kept-alive connections (as the openai SDK's), at concurrency 1 and 8;
+plus the time to first token in both. Torch uses one thread in both. The machine's own speed drifts
+by up to 20% from one minute to the next, so each round measures both setups back to back (taking
+turns at going first) and the ratios reported are the medians of the rounds' ratios, with their
+quartiles. With --pin, the model's threads get one core of their own in both setups and the server
+and client share the rest. The client reads each stream as it comes but parses it only at the end,
+so on this small machine it takes little CPU from the server. Figures, never pass/fail.
 """
 
 from __future__ import annotations
@@ -67,20 +67,35 @@ def in_process(engine, messages, max_tokens: int) -> tuple[float, float, int]:
     return time.perf_counter() - t0, first, tokens
 
 
-async def via_server(port: int, messages, max_tokens: int) -> tuple[float, float, int]:
+class Connection:
+    """One kept-alive HTTP/1.1 connection to the server, as the openai SDK keeps them."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> Connection:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def via_server(connection: Connection, messages, max_tokens: int) -> tuple[float, float, int]:
     body = json.dumps({"model": "tiny", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
                        "stream": True, "stream_options": {"include_usage": True}}).encode()
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
     t0 = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(head + body)
+    connection.writer.write(head + body)
     first, tokens = None, 0
     buffer = b""
-    while True:
-        data = await reader.read(65536)
+    while not buffer.endswith(b"\r\n0\r\n\r\n"):  # the last chunk of a chunked response
+        data = await connection.reader.read(65536)
         if not data:
-            break
+            raise ConnectionError("the server closed the connection mid-response")
         if first is None and b'"delta":{"content":' in data:  # the first token (not the role chunk)
             first = time.perf_counter() - t0
         buffer += data
@@ -89,7 +104,6 @@ async def via_server(port: int, messages, max_tokens: int) -> tuple[float, float
         line = event[event.find(b"data: "):]
         if line.startswith(b"data: {") and b'"usage"' in line:
             tokens = json.loads(line[6:])["usage"]["completion_tokens"]
-    writer.close()
     return time.perf_counter() - t0, first, tokens
 
 
@@ -104,9 +118,9 @@ def run_client(coroutine):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--seconds", type=float, default=1.5, help="length of each measurement")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each measurement")
     parser.add_argument("--pin", action="store_true",
                         help="give the model's threads one core in both setups (the worker's threads and the "
                              "in-process engine on the last core; the server and this client on the others)")
@@ -173,13 +187,17 @@ def main() -> None:
         def through_server(concurrency: int, seconds: float) -> tuple[float, list[float]]:
             """Like repeat(), with the whole measurement inside one client event loop."""
             async def measure() -> tuple[float, list[float]]:
+                connections = [await Connection(port).open() for _ in range(concurrency)]
                 t0, tokens, firsts = time.perf_counter(), 0, []
                 while time.perf_counter() - t0 < seconds:
-                    results = await asyncio.gather(*(via_server(port, PROMPTS[i], args.max_tokens)
+                    results = await asyncio.gather(*(via_server(connections[i], PROMPTS[i], args.max_tokens)
                                                      for i in range(concurrency)))
                     tokens += sum(r[2] for r in results)
                     firsts += [r[1] for r in results]
-                return tokens / (time.perf_counter() - t0), firsts
+                rate = tokens / (time.perf_counter() - t0)
+                for connection in connections:
+                    connection.close()
+                return rate, firsts
             return run_client(measure())
 
         worker_pid = http.get("/v1/models/tiny").json()["pid"]
@@ -191,23 +209,40 @@ def main() -> None:
             os.sched_setaffinity(0, other_cores)
         through_server(1, 0.5)  # warm up
         cpu = {"in_process": 0.0, "worker": 0.0, "server": 0.0}
-        for _ in range(args.rounds):
+        def in_c1_measured() -> None:
             before = time.process_time()
             rate, firsts = repeat(in_c1, args.seconds)
             cpu["in_process"] += time.process_time() - before
             rates["in_process_c1"].append(rate)
             ttft["in_process"] += firsts
+
+        def server_c1_measured() -> None:
             before_worker, before_server = cpu_seconds(worker_pid), cpu_seconds(server.pid)
             rate, firsts = through_server(1, args.seconds)
             cpu["worker"] += cpu_seconds(worker_pid) - before_worker
             cpu["server"] += cpu_seconds(server.pid) - before_server
             rates["server_c1"].append(rate)
             ttft["server"] += firsts
+
+        def in_c8_measured() -> None:
             rates["in_process_c8"].append(repeat(in_c8, args.seconds)[0])
+
+        def server_c8_measured() -> None:
             rates["server_c8"].append(through_server(8, args.seconds)[0])
+
+        for round_ in range(args.rounds):
+            # the two setups take turns going first, so a drift of the machine's speed within a round
+            # favours neither; each round's ratio compares measurements made seconds apart
+            pairs = [(in_c1_measured, server_c1_measured), (in_c8_measured, server_c8_measured)]
+            for first, second in pairs:
+                first, second = (first, second) if round_ % 2 == 0 else (second, first)
+                first()
+                second()
         report = {k: round(statistics.median(v), 1) for k, v in rates.items()}
-        report["ratio_c1"] = round(report["server_c1"] / report["in_process_c1"], 3)
-        report["ratio_c8"] = round(report["server_c8"] / report["in_process_c8"], 3)
+        for c in ("c1", "c8"):
+            ratios = sorted(s / i for s, i in zip(rates[f"server_{c}"], rates[f"in_process_{c}"], strict=True))
+            report[f"ratio_{c}"] = round(statistics.median(ratios), 3)  # the median of the rounds' ratios
+            report[f"ratio_{c}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
         report["ttft_in_process_ms"] = round(statistics.median(ttft["in_process"]) * 1000, 2)
         report["ttft_server_ms"] = round(statistics.median(ttft["server"]) * 1000, 2)
         report["ttft_overhead_ms"] = round(report["ttft_server_ms"] - report["ttft_in_process_ms"], 2)

@@ -1,7 +1,8 @@
 """The worker's event loop: load the model, then answer calls until the server goes away.
 
 Sync model methods run in a thread pool so many calls are in flight at once and the loop stays
-free to answer pings and cancellations; coroutine methods run on the loop itself.
+free to answer pings and cancellations; coroutine methods run on the loop itself. A streamed call
+runs in a thread of its own pool, which also iterates the model's generator and sends the items.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
 CALL_THREADS = 16
+# Threads that run streamed calls: a stream holds its thread until it ends, so these are many, and
+# reused from one stream to the next.
+STREAM_THREADS = 256
 
 
 class Worker:
@@ -35,6 +39,7 @@ class Worker:
         self.sender = sender
         self.loop = asyncio.get_running_loop()
         self.pool = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="modelyard-call")
+        self.streams = concurrent.futures.ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="modelyard-stream")
         self.tasks: dict[int, asyncio.Task] = {}
         self.loaded: LoadedModel | None = None
         self.signatures: dict[str, inspect.Signature | None] = {}
@@ -87,29 +92,24 @@ class Worker:
         self.progress_at.pop(rid, None)
 
     async def call(self, rid: int, name: str, args: list, kwargs: dict, mode: str) -> None:
+        encode = jsonable.dumps if mode in (p.MODE_JSON, p.MODE_STREAM_JSON) else _as_is
+        streaming = mode in (p.MODE_STREAM_JSON, p.MODE_STREAM)
+        frames = _Coalescer(self.sender, self.loop, config.stream_window()) if streaming else None
+        stop = threading.Event()
         try:
-            if name not in self.signatures:
-                raise InvalidRequest(f"This model has no {name!r} ability; it has: "
-                                     f"{', '.join(self.signatures) or 'none'}")
-            method = getattr(self.loaded.model, name)
-            signature = self.signatures[name]
-            if signature is not None:
-                try:
-                    signature.bind(*args, **kwargs)
-                except TypeError as exc:
-                    raise InvalidRequest(f"Arguments do not fit {name}{signature}: {exc}") from None
+            method = self._method(name, args, kwargs)
             if inspect.iscoroutinefunction(method):
                 result = await method(*args, **kwargs)
+                produce = functools.partial(_as_is, result) if inspect.isgenerator(result) else None
             else:
-                result = await self.loop.run_in_executor(self.pool, functools.partial(method, *args, **kwargs))
-            encode = jsonable.dumps if mode in (p.MODE_JSON, p.MODE_STREAM_JSON) else _as_is
-            if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                streaming = mode in (p.MODE_STREAM_JSON, p.MODE_STREAM)
-                result = await self.drain(rid, result, encode if streaming else None)
-                if streaming:
-                    self.sender.send([p.END, rid])
-                    return
-            self.sender.send([p.RESULT, rid, encode(result)])
+                produce = functools.partial(method, *args, **kwargs)
+            if produce is not None:
+                pool = self.streams if streaming else self.pool
+                result = await self.loop.run_in_executor(pool, self._produce, rid, produce, encode, frames, stop)
+            if inspect.isasyncgen(result):
+                result = await self._drain(rid, result, encode, frames)
+            if result is not _STREAMED:
+                self.sender.send([p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
             pass  # the caller is gone; nobody waits for an answer
         except ModelyardError as exc:
@@ -119,57 +119,71 @@ class Worker:
         except BaseException as exc:  # SystemExit from model code (argparse...) must not end the worker
             traceback.print_exc()
             self.sender.send([p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
-
-    async def drain(self, rid: int, result: Any, encode: Callable[[Any], Any] | None) -> list[Any]:
-        """Run a generator to its end. With `encode`, send each item as it comes (a stream);
-        without, return the items as a list. Each item counts as progress of call `rid`."""
-        items: list[Any] = []
-        frames = _Coalescer(self.sender, self.loop, config.stream_window())
-
-        def take(item: Any) -> None:
-            self.progress_at[rid] = time.monotonic()
-            if encode is None:
-                items.append(item)
-            else:
-                frames.add(p.pack([p.CHUNK, rid, encode(item)]))
-
-        if inspect.isasyncgen(result):
-            try:
-                async for item in result:
-                    take(item)
-            finally:
-                await result.aclose()
-                frames.flush()
-            return items
-        # A sync generator runs in a thread of its own, which sends its items itself: a streamed
-        # item costs no hop through the event loop.
-        stop = threading.Event()
-        done = self.loop.create_future()
-
-        def finish(error: BaseException | None) -> None:
-            if not done.done():
-                done.set_exception(error) if error is not None else done.set_result(None)
-
-        def pump() -> None:
-            error = None
-            try:
-                for item in result:
-                    if stop.is_set():
-                        break
-                    take(item)
-            except BaseException as exc:  # handed to the loop, which answers with it
-                error = exc
-            finally:
-                result.close()  # a cancelled stream stops the model's generator at its next item
-                self.loop.call_soon_threadsafe(finish, error)
-
-        threading.Thread(target=pump, name=f"modelyard-stream-{rid}", daemon=True).start()
-        try:
-            await done
         finally:
-            stop.set()
-            frames.flush()
-        return items
+            stop.set()  # a cancelled stream stops the model's generator at its next item
+
+    def _method(self, name: str, args: list, kwargs: dict) -> Callable[..., Any]:
+        """The model's method `name`, once the arguments are known to fit it."""
+        if name not in self.signatures:
+            raise InvalidRequest(f"This model has no {name!r} ability; it has: {', '.join(self.signatures) or 'none'}")
+        signature = self.signatures[name]
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise InvalidRequest(f"Arguments do not fit {name}{signature}: {exc}") from None
+        return getattr(self.loaded.model, name)
+
+    def _produce(self, rid: int, produce: Callable[[], Any], encode: Callable[[Any], Any],
+                 frames: _Coalescer | None, stop: threading.Event) -> Any:
+        """In a pool thread: `produce()`, and when that is a generator, run it here to its end. With
+        `frames` each item is sent as it comes, then the end of the stream (_STREAMED); without, the
+        items come back as a list. Any other value comes back as it is. The thread sends the items
+        itself, so an item costs no hop through the event loop, and a stream's end shares the write
+        of its last items."""
+        result = produce()
+        if not inspect.isgenerator(result):
+            return result
+        items: list[Any] = []
+        try:
+            for item in result:
+                if stop.is_set():
+                    return _STREAMED
+                self.progress_at[rid] = time.monotonic()
+                if frames is None:
+                    items.append(item)
+                else:
+                    frames.add(p.pack([p.CHUNK, rid, encode(item)]))
+        finally:
+            result.close()
+            if frames is not None:
+                frames.flush()  # the items before an error go out before it
+        if frames is None:
+            return items
+        frames.end(p.pack([p.END, rid]))
+        return _STREAMED
+
+    async def _drain(self, rid: int, result: Any, encode: Callable[[Any], Any], frames: _Coalescer | None) -> Any:
+        """`_produce` for an async generator, on the loop."""
+        items: list[Any] = []
+        try:
+            async for item in result:
+                self.progress_at[rid] = time.monotonic()
+                if frames is None:
+                    items.append(item)
+                else:
+                    frames.add(p.pack([p.CHUNK, rid, encode(item)]))
+        finally:
+            await result.aclose()
+            if frames is not None:
+                frames.flush()
+        if frames is None:
+            return items
+        frames.end(p.pack([p.END, rid]))
+        return _STREAMED
+
+
+_STREAMED = object()  # the stream was sent, END included: nothing left to answer
 
 
 class _Coalescer:
@@ -203,6 +217,12 @@ class _Coalescer:
     def flush(self) -> None:
         with self.lock:
             self.timer = False
+            self._send()
+
+    def end(self, frame: bytes) -> None:
+        """Send what is pending with the stream's last frame, in one write."""
+        with self.lock:
+            self.pending.append(frame)
             self._send()
 
     def _send(self) -> None:
