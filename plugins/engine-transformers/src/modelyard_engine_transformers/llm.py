@@ -1,7 +1,7 @@
 """The transformers LLM engine. Imported only inside the worker process.
 
-Generation runs `model.generate` in a thread of its own, one request at a time (a lock), so a
-request's seed fully decides its sampling even while other requests wait. Tokens come back through
+Generation runs `model.generate` in one thread that serves the requests in turn, so a request's
+seed fully decides its sampling even while other requests wait. Tokens come back through
 a streamer, grouped when they come faster than `MODELYARD_STREAM_FLUSH_MS`, and are decoded
 incrementally: each group makes one streamed piece of text. A stopping criterion ends generation as
 soon as the request is cancelled (its stream closed, or a stop string seen).
@@ -9,6 +9,7 @@ soon as the request is cancelled (its stream closed, or a stop string seen).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import threading
@@ -106,7 +107,10 @@ class TransformersLLM(LLMEngine):
             torch.set_num_threads(self.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, **self.kwargs).eval()
-        self.lock = threading.Lock()
+        # One thread generates for every request, in turn: a request's seed then fully decides its
+        # sampling, and the thread's torch set-up (OpenMP keeps its thread count per thread) is done once.
+        self.generating = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"generate-{self.model_uid}", initializer=self._set_up_generating_thread)
         self.chat_template = self.registration.chat_template or getattr(self.tokenizer, "chat_template", None)
         max_positions = getattr(self.model.config, "max_position_embeddings", None)
         if max_positions:
@@ -120,6 +124,10 @@ class TransformersLLM(LLMEngine):
         self.end_ids = sorted(ends)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
             self.end_ids[0] if self.end_ids else 0)
+
+    def _set_up_generating_thread(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
 
     def encode_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any]) -> list[int]:
         if not self.chat_template:
@@ -160,10 +168,7 @@ class TransformersLLM(LLMEngine):
 
         def run() -> None:
             try:
-                with self.lock, torch.inference_mode():
-                    if self.threads:
-                        # OpenMP keeps the thread count per thread: set it in the thread that computes
-                        torch.set_num_threads(self.threads)
+                with torch.inference_mode():
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
                     if not generation.cancelled.is_set():
@@ -173,8 +178,7 @@ class TransformersLLM(LLMEngine):
             finally:
                 streamer.end()
 
-        thread = threading.Thread(target=run, name=f"generate-{self.model_uid}", daemon=True)
-        thread.start()
+        generated = self.generating.submit(run)
         ids: list[int] = []
         # Incremental decoding over a short window: the text of ids[start:] minus the text of
         # ids[start:done], so each token costs the same however long the answer grows.
@@ -204,7 +208,7 @@ class TransformersLLM(LLMEngine):
             if not ended:  # the stream was closed early: its client left, or a stop string matched
                 print(f"modelyard: generation stopped after {generation.completion_tokens} of at most "
                       f"{generation.max_tokens} tokens", file=sys.stderr, flush=True)
-        thread.join()
+        generated.result()
         if failure:
             raise failure[0]
         if generation.finish_reason is None:
