@@ -1,7 +1,10 @@
 import pytest
 
+from modelyard.llm.engine import LLMEngine
 from modelyard.llm.reasoning import ReasoningSplitter
 from modelyard.llm.stops import StopMatcher
+from modelyard.types import ModelSpec
+from modelyard.types.llm import LLMRegistration
 
 
 def run(matcher, chunks):
@@ -45,3 +48,34 @@ def test_reasoning_opened_by_the_prompt_and_unclosed():
     assert split_all(ReasoningSplitter("<think>", "</think>", in_reasoning=True), ["abc</think>x"]) == ("abc", "x")
     assert split_all(ReasoningSplitter("<think>", "</think>"), ["<think>never closed <"]) == ("never closed <", "")
     assert split_all(ReasoningSplitter("<think>", "</think>"), ["plain <thin"]) == ("", "plain <thin")
+
+
+class ScriptedEngine(LLMEngine):
+    """Not an engine: replays groups of token texts, to test what the base class makes of them."""
+
+    def __init__(self, groups):
+        registration = LLMRegistration(model_name="scripted", model_specs=[ModelSpec(model_format="pytorch")])
+        super().__init__("scripted", registration, registration.model_specs[0], "")
+        self.groups = groups
+
+    def encode(self, prompt):
+        return [1, 2, 3]
+
+    def stream_tokens(self, prompt_ids, generation):
+        for group in self.groups:
+            generation.completion_tokens += len(group) if isinstance(group, list) else 1
+            yield group
+
+
+def test_a_group_of_tokens_is_one_chunk_and_a_stop_inside_ends_the_count_at_its_token():
+    engine = ScriptedEngine([["Hel", "lo"], [" wor", "", "ld", " STOP", " never", " sent"]])
+    chunks = list(engine.generate("x", {"stream": True, "stop": ["STOP"]}))
+    assert [c["text"] for c in chunks if c["text"]] == ["Hello", " world "]
+    assert chunks[-1]["finish_reason"] == "stop"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+
+
+def test_single_texts_and_groups_mix():
+    engine = ScriptedEngine(["a", ["b", "c"], "d"])
+    result = engine.generate("x", {"max_tokens": 4})
+    assert result["text"] == "abcd" and result["usage"]["completion_tokens"] == 4

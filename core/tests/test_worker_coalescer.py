@@ -16,14 +16,14 @@ class RecordingSender:
         self.writes.append((time.monotonic(), data))
 
 
-def run_in_thread(produce) -> RecordingSender:
+def run_in_thread(produce, window: float = 0.05) -> RecordingSender:
     """Run `produce(coalescer)` in a thread, the way a streaming model's thread adds frames, while
     the event loop serves the coalescer's timers; then wait long enough for every flush."""
     async def main() -> RecordingSender:
         sender = RecordingSender()
-        coalescer = _Coalescer(sender, asyncio.get_running_loop(), window=0.05)
+        coalescer = _Coalescer(sender, asyncio.get_running_loop(), window=window)
         await asyncio.to_thread(produce, coalescer)
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(window * 3)
         return sender
     return asyncio.run(main())
 
@@ -42,21 +42,30 @@ def test_frames_in_quick_succession_share_one_write_that_waits_at_most_the_windo
 
 
 def test_frames_after_a_quiet_half_window_go_out_at_once():
+    added = []
+
     def produce(coalescer):
         for i in range(3):
+            added.append(time.monotonic())
             coalescer.add(b"%d" % i)
-            time.sleep(0.03)
+            time.sleep(0.06)  # more than half the window, less than all of it
 
-    writes = run_in_thread(produce).writes
+    writes = run_in_thread(produce, window=0.1).writes
     assert [data for _, data in writes] == [b"0", b"1", b"2"]
+    # written from within add(), not by the timer (which would be 40 ms late)
+    assert all(written - at < 0.02 for (written, _), at in zip(writes, added, strict=True))
 
 
 def test_a_steady_fast_stream_is_written_about_once_per_window():
+    elapsed = []
+
     def produce(coalescer):
-        for i in range(60):
+        started = time.monotonic()
+        for _ in range(60):
             coalescer.add(b"x")
-            time.sleep(0.005)  # 0.3 s of frames, 10 per window
+            time.sleep(0.005)  # 0.3 s of frames, about 10 per window
+        elapsed.append(time.monotonic() - started)
 
     writes = run_in_thread(produce).writes
     assert b"".join(data for _, data in writes) == b"x" * 60
-    assert 4 <= len(writes) <= 12
+    assert 3 <= len(writes) <= elapsed[0] / 0.05 + 2

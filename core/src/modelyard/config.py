@@ -26,4 +26,11 @@ def stream_window() -> float:
     of the next thread or process per item, which on a small machine slows the model itself; 10 ms
     is below one frame of a 60 Hz display, so nobody watching a stream sees the grouping. 0 hands
     on every item alone."""
-    return float(os.environ.get("MODELYARD_STREAM_FLUSH_MS", "10")) / 1000
+    raw = os.environ.get("MODELYARD_STREAM_FLUSH_MS") or "10"
+    try:
+        milliseconds = float(raw)
+    except ValueError:
+        milliseconds = -1
+    if not milliseconds >= 0:
+        raise SystemExit(f"MODELYARD_STREAM_FLUSH_MS must be a number of milliseconds (0 or more), got {raw!r}")
+    return milliseconds / 1000

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from modelyard import config
+
 
 def _seconds(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -31,6 +33,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        config.stream_window()  # read by every worker: a bad value stops the server now, not each launch
         return cls(
             health_interval=_seconds("MODELYARD_HEALTH_INTERVAL", cls.health_interval),
             health_timeout=_seconds("MODELYARD_HEALTH_TIMEOUT", cls.health_timeout),

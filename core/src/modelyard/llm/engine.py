@@ -60,9 +60,11 @@ class LLMEngine:
     def encode(self, prompt: str) -> list[int]:
         raise NotImplementedError
 
-    def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[str]:
+    def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[str | list[str]]:
         """Yield text deltas; count `generation.completion_tokens`, set `finish_reason`
-        ("stop" at an end token, "length" at max_tokens), and stop soon after `cancelled` is set."""
+        ("stop" at an end token, "length" at max_tokens), and stop soon after `cancelled` is set.
+        A list is the tokens that came together, one text each ("" for a token with no text yet):
+        they make one chunk, and a stop string inside still ends the count at its own token."""
         raise NotImplementedError
 
     # -- the abilities --------------------------------------------------------------------
@@ -111,7 +113,15 @@ class LLMEngine:
 
         try:
             for delta in self.stream_tokens(prompt_ids, generation):
-                out = piece(stops.feed(delta))
+                texts = delta if isinstance(delta, list) else [delta]
+                kept = []
+                for used, text in enumerate(texts, 1):
+                    kept.append(stops.feed(text))
+                    if stops.stopped:
+                        # the tokens after the stop's own were generated, but are not part of the answer
+                        generation.completion_tokens -= len(texts) - used
+                        break
+                out = piece("".join(kept))
                 if out:
                     yield out
                 if stops.stopped:

@@ -29,9 +29,10 @@ from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
 CALL_THREADS = 16
-# Threads that run streamed calls: a stream holds its thread until it ends, so these are many, and
-# reused from one stream to the next.
-STREAM_THREADS = 256
+# Threads that run generators: each holds its thread until it ends, so there may be as many as
+# there are streams (a pool only starts a thread when none is idle, so these are reused).
+STREAM_THREADS = 4096
+STREAM_WINDOW = config.stream_window()
 
 
 class Worker:
@@ -44,8 +45,9 @@ class Worker:
         self.loaded: LoadedModel | None = None
         self.signatures: dict[str, inspect.Signature | None] = {}
         # When each in-flight call last made progress (started, or yielded an item): health pings
-        # report the oldest, so the server can tell a hung call from a busy worker.
-        self.progress_at: dict[int, float] = {}
+        # report the oldest, so the server can tell a hung call from a busy worker. One clock per
+        # call, which its thread sets: a thread that outlives its call sets a clock nobody reads.
+        self.progress_at: dict[int, _Clock] = {}
 
     def progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.sender.send([p.PROGRESS, stage, fraction, message])
@@ -74,7 +76,7 @@ class Worker:
         kind = message[0]
         if kind == p.CALL:
             _, rid, method, args, kwargs, mode = message
-            self.progress_at[rid] = time.monotonic()
+            self.progress_at[rid] = _Clock()
             task = self.loop.create_task(self.call(rid, method, args, kwargs, mode))
             self.tasks[rid] = task
             task.add_done_callback(lambda _t, rid=rid: self._forget(rid))
@@ -84,7 +86,7 @@ class Worker:
                 task.cancel()
         elif kind == p.PING:
             now = time.monotonic()
-            stalled = now - min(self.progress_at.values(), default=now)
+            stalled = now - min((clock.at for clock in self.progress_at.values()), default=now)
             self.sender.send([p.PONG, message[1], {"in_flight": len(self.tasks), "stalled_seconds": stalled}])
 
     def _forget(self, rid: int) -> None:
@@ -94,9 +96,9 @@ class Worker:
     async def call(self, rid: int, name: str, args: list, kwargs: dict, mode: str) -> None:
         encode = jsonable.dumps if mode in (p.MODE_JSON, p.MODE_STREAM_JSON) else _as_is
         streaming = mode in (p.MODE_STREAM_JSON, p.MODE_STREAM)
-        frames = _Coalescer(self.sender, self.loop, config.stream_window()) if streaming else None
         stop = threading.Event()
         try:
+            frames = _Coalescer(self.sender, self.loop, STREAM_WINDOW) if streaming else None
             method = self._method(name, args, kwargs)
             if inspect.iscoroutinefunction(method):
                 result = await method(*args, **kwargs)
@@ -104,7 +106,9 @@ class Worker:
             else:
                 produce = functools.partial(method, *args, **kwargs)
             if produce is not None:
-                pool = self.streams if streaming else self.pool
+                # a generator, streamed or collected, holds its thread until it ends: not one of the call pool's
+                lasting = streaming or inspect.isgeneratorfunction(method) or produce.func is _as_is
+                pool = self.streams if lasting else self.pool
                 result = await self.loop.run_in_executor(pool, self._produce, rid, produce, encode, frames, stop)
             if inspect.isasyncgen(result):
                 result = await self._drain(rid, result, encode, frames)
@@ -144,20 +148,23 @@ class Worker:
         result = produce()
         if not inspect.isgenerator(result):
             return result
+        clock = self.progress_at.get(rid) or _Clock()
         items: list[Any] = []
         try:
             for item in result:
                 if stop.is_set():
                     return _STREAMED
-                self.progress_at[rid] = time.monotonic()
+                clock.at = time.monotonic()
                 if frames is None:
                     items.append(item)
                 else:
                     frames.add(p.pack([p.CHUNK, rid, encode(item)]))
         finally:
-            result.close()
-            if frames is not None:
-                frames.flush()  # the items before an error go out before it
+            try:
+                result.close()
+            finally:
+                if frames is not None:
+                    frames.flush()  # the items before an error go out before it
         if frames is None:
             return items
         frames.end(p.pack([p.END, rid]))
@@ -165,22 +172,34 @@ class Worker:
 
     async def _drain(self, rid: int, result: Any, encode: Callable[[Any], Any], frames: _Coalescer | None) -> Any:
         """`_produce` for an async generator, on the loop."""
+        clock = self.progress_at.get(rid) or _Clock()
         items: list[Any] = []
         try:
             async for item in result:
-                self.progress_at[rid] = time.monotonic()
+                clock.at = time.monotonic()
                 if frames is None:
                     items.append(item)
                 else:
                     frames.add(p.pack([p.CHUNK, rid, encode(item)]))
         finally:
-            await result.aclose()
-            if frames is not None:
-                frames.flush()
+            try:
+                await result.aclose()
+            finally:
+                if frames is not None:
+                    frames.flush()
         if frames is None:
             return items
         frames.end(p.pack([p.END, rid]))
         return _STREAMED
+
+
+class _Clock:
+    """When a call last made progress."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
 
 
 _STREAMED = object()  # the stream was sent, END included: nothing left to answer

@@ -3,7 +3,7 @@
 Generation runs `model.generate` in one thread that serves the requests in turn, so a request's
 seed fully decides its sampling even while other requests wait. Tokens come back through
 a streamer, grouped when they come faster than `MODELYARD_STREAM_FLUSH_MS`, and are decoded
-incrementally: each group makes one streamed piece of text. A stopping criterion ends generation as
+incrementally: each group makes one streamed chunk. A stopping criterion ends generation as
 soon as the request is cancelled (its stream closed, or a stop string seen).
 """
 
@@ -41,7 +41,7 @@ class _TokenQueue(BaseStreamer):
 
     The consumer is woken at once for a slow stream, but at most once per `window` for a fast one:
     each wake-up of the consumer contends with generation for the GIL, and on a small machine that
-    costs more than the tokens themselves. A token waits at most until the next one arrives."""
+    costs more than the tokens themselves. A token waits at most about a window and one token's time."""
 
     def __init__(self, window: float) -> None:
         self.window = window
@@ -144,7 +144,7 @@ class TransformersLLM(LLMEngine):
     def encode(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt)["input_ids"])
 
-    def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[str]:
+    def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[list[str]]:
         params = generation.params
         streamer = _TokenQueue(config.stream_window())
         processors = LogitsProcessorList()
@@ -186,10 +186,10 @@ class TransformersLLM(LLMEngine):
         ended = False
         try:
             while (tokens := streamer.take()) is not None:
-                # the tokens handed over together make one piece of text
-                pieces = []
+                texts = []  # one per token: the tokens handed over together make one chunk
                 for token in tokens:
                     generation.completion_tokens += 1
+                    texts.append("")
                     if token in end_ids:
                         generation.finish_reason = "stop"
                         continue
@@ -199,9 +199,8 @@ class TransformersLLM(LLMEngine):
                     if text.endswith("\ufffd") or len(text) <= len(before):
                         continue  # an incomplete UTF-8 sequence: wait for the next token
                     start, done = done, len(ids)
-                    pieces.append(text[len(before):])
-                if pieces:
-                    yield "".join(pieces)
+                    texts[-1] = text[len(before):]
+                yield texts
             ended = True
         finally:
             generation.cancelled.set()
