@@ -1,18 +1,18 @@
 """Bench: streamed tokens/s through the server against the same generation in-process.
 
-    .venv/bin/python bench/llm_stream.py [--rounds 16] [--max-tokens 128] [--seconds 1.0]
+    .venv/bin/python bench/llm_stream.py [--rounds 12] [--max-tokens 128] [--seconds 2.0] [--verbose]
 
 Builds the tiny Llama of the tests, then measures (rounds interleaved, same prompts and settings,
 greedy, both with the transformers engine's streaming) tokens/s of streamed chat completions:
 - in-process: the engine class driven directly in this process (the baseline);
 - server: POST /v1/chat/completions with stream=true through modelyard, read by a raw HTTP/1.1
   client over kept-alive connections (as the openai SDK's), at concurrency 1 and 8;
-plus the time to first token in both. Torch uses one thread in both. The machine's own speed drifts
-by up to 20% from one minute to the next, so each round measures both setups back to back (taking
-turns at going first) and the ratios reported are the medians of the rounds' ratios, with their
-quartiles. With --pin, the model's threads get one core of their own in both setups and the server
-and client share the rest. The client reads each stream as it comes but parses it only at the end,
-so on this small machine it takes little CPU from the server. Figures, never pass/fail.
+plus the time to first token in both. Torch uses one thread in both. This machine's speed swings
+by up to 2x from one second to the next, so the two setups take turns request by request (by
+batches of eight at concurrency 8) within each round, and the ratios reported are the medians of
+the rounds' ratios, with their quartiles. The client reads each stream as it comes but parses it
+only at the end, so on this small machine it takes little CPU from the server. Figures, never
+pass/fail.
 """
 
 from __future__ import annotations
@@ -40,12 +40,6 @@ import tiny_llama  # noqa: E402
 from request_path import free_port, start  # noqa: E402
 
 PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] for i in range(8)]
-
-
-def pin(pid: int, cores: set[int]) -> None:
-    """Set the CPU affinity of every thread of a process."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), cores)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -118,12 +112,10 @@ def run_client(coroutine):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of each measurement")
-    parser.add_argument("--pin", action="store_true",
-                        help="give the model's threads one core in both setups (the worker's threads and the "
-                             "in-process engine on the last core; the server and this client on the others)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each round, per concurrency")
+    parser.add_argument("--verbose", action="store_true", help="also report each round's c1 rates")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny Llama (tests use 64)")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny Llama (tests use 2)")
     args = parser.parse_args()
@@ -153,108 +145,86 @@ def main() -> None:
         http.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}).raise_for_status()
         http.post("/v1/models", json={"model_name": "tiny", "model_type": "LLM",
                                       "model_engine": "transformers"}).raise_for_status()
-        in_process(engine, PROMPTS[0], 16)
+        worker_pid = http.get("/v1/models/tiny").json()["pid"]
+        in_process(engine, PROMPTS[0], 16)  # warm up
         rates: dict[str, list[float]] = {"in_process_c1": [], "server_c1": [], "in_process_c8": [], "server_c8": []}
         ttft: dict[str, list[float]] = {"in_process": [], "server": []}
-        def repeat(measure, seconds: float) -> tuple[float, list[float]]:
-            """Run `measure` (-> tokens, first-token times) until `seconds` pass: tokens/s and TTFTs."""
-            t0, tokens, firsts = time.perf_counter(), 0, []
-            while time.perf_counter() - t0 < seconds:
-                n, f = measure()
-                tokens, firsts = tokens + n, firsts + f
-            return tokens / (time.perf_counter() - t0), firsts
-
-        def on_model_core(measure):
-            def pinned():
-                if not args.pin:
-                    return measure()
-                os.sched_setaffinity(0, model_core)  # the engine's threads start from here: they inherit it
-                try:
-                    return measure()
-                finally:
-                    os.sched_setaffinity(0, other_cores)
-            return pinned
-
-        @on_model_core
-        def in_c1():
-            _, first, tokens = in_process(engine, PROMPTS[0], args.max_tokens)
-            return tokens, [first]
-
-        @on_model_core
-        def in_c8():  # the engine queues concurrent requests, so eight in turn is its best
-            return sum(in_process(engine, PROMPTS[i], args.max_tokens)[2] for i in range(8)), []
-
-        def through_server(concurrency: int, seconds: float) -> tuple[float, list[float]]:
-            """Like repeat(), with the whole measurement inside one client event loop."""
-            async def measure() -> tuple[float, list[float]]:
-                connections = [await Connection(port).open() for _ in range(concurrency)]
-                t0, tokens, firsts = time.perf_counter(), 0, []
-                while time.perf_counter() - t0 < seconds:
-                    results = await asyncio.gather(*(via_server(connections[i], PROMPTS[i], args.max_tokens)
-                                                     for i in range(concurrency)))
-                    tokens += sum(r[2] for r in results)
-                    firsts += [r[1] for r in results]
-                rate = tokens / (time.perf_counter() - t0)
-                for connection in connections:
-                    connection.close()
-                return rate, firsts
-            return run_client(measure())
-
-        worker_pid = http.get("/v1/models/tiny").json()["pid"]
-        model_core = {max(os.sched_getaffinity(0))}
-        other_cores = os.sched_getaffinity(0) - model_core or model_core
-        if args.pin:
-            pin(worker_pid, model_core)  # threads the worker starts later inherit it
-            pin(server.pid, other_cores)
-            os.sched_setaffinity(0, other_cores)
-        through_server(1, 0.5)  # warm up
         cpu = {"in_process": 0.0, "worker": 0.0, "server": 0.0}
-        def in_c1_measured() -> None:
-            before = time.process_time()
-            rate, firsts = repeat(in_c1, args.seconds)
-            cpu["in_process"] += time.process_time() - before
-            rates["in_process_c1"].append(rate)
-            ttft["in_process"] += firsts
+        tokens_c1 = {"in_process": 0, "server": 0}
 
-        def server_c1_measured() -> None:
-            before_worker, before_server = cpu_seconds(worker_pid), cpu_seconds(server.pid)
-            rate, firsts = through_server(1, args.seconds)
-            cpu["worker"] += cpu_seconds(worker_pid) - before_worker
-            cpu["server"] += cpu_seconds(server.pid) - before_server
-            rates["server_c1"].append(rate)
-            ttft["server"] += firsts
+        async def in_process_turn(concurrency: int) -> tuple[int, list[float]]:
+            # the engine queues concurrent requests, so eight in turn is its best at concurrency 8
+            results = [in_process(engine, PROMPTS[i], args.max_tokens) for i in range(concurrency)]
+            return sum(r[2] for r in results), [r[1] for r in results]
 
-        def in_c8_measured() -> None:
-            rates["in_process_c8"].append(repeat(in_c8, args.seconds)[0])
+        async def server_turn(connections: list[Connection]) -> tuple[int, list[float]]:
+            results = await asyncio.gather(*(via_server(connection, PROMPTS[i], args.max_tokens)
+                                             for i, connection in enumerate(connections)))
+            return sum(r[2] for r in results), [r[1] for r in results]
 
-        def server_c8_measured() -> None:
-            rates["server_c8"].append(through_server(8, args.seconds)[0])
+        async def paired_round(concurrency: int, seconds: float) -> None:
+            """Both setups take turns request by request (by batches of `concurrency`) for `seconds`:
+            a slow spell of the machine, which lasts longer than a request, then hits both alike."""
+            connections = [await Connection(port).open() for _ in range(concurrency)]
+            spent = {"in_process": 0.0, "server": 0.0}
+            tokens = {"in_process": 0, "server": 0}
+            started = time.perf_counter()
+            turn = 0
+            while time.perf_counter() - started < seconds:
+                turns = ("in_process", "server") if turn % 2 == 0 else ("server", "in_process")
+                turn += 1
+                for setup in turns:
+                    t0, cpu0 = time.perf_counter(), time.process_time()
+                    worker0, server0 = cpu_seconds(worker_pid), cpu_seconds(server.pid)
+                    if setup == "in_process":
+                        n, firsts = await in_process_turn(concurrency)
+                    else:
+                        n, firsts = await server_turn(connections)
+                    spent[setup] += time.perf_counter() - t0
+                    tokens[setup] += n
+                    if concurrency == 1:
+                        ttft[setup] += firsts
+                        tokens_c1[setup] += n
+                        if setup == "in_process":
+                            cpu["in_process"] += time.process_time() - cpu0
+                        else:
+                            cpu["worker"] += cpu_seconds(worker_pid) - worker0
+                            cpu["server"] += cpu_seconds(server.pid) - server0
+            for connection in connections:
+                connection.close()
+            for setup in spent:
+                rates[f"{setup}_c{concurrency}"].append(tokens[setup] / spent[setup])
 
-        for round_ in range(args.rounds):
-            # the two setups take turns going first, so a drift of the machine's speed within a round
-            # favours neither; each round's ratio compares measurements made seconds apart
-            pairs = [(in_c1_measured, server_c1_measured), (in_c8_measured, server_c8_measured)]
-            for first, second in pairs:
-                first, second = (first, second) if round_ % 2 == 0 else (second, first)
-                first()
-                second()
+        async def measure() -> None:
+            for _ in range(args.rounds):
+                await paired_round(1, args.seconds)
+                await paired_round(8, args.seconds)
+
+        run_client(paired_round(1, 0.5))  # warm up the served path
+        for value in rates.values():
+            value.clear()
+        for value in ttft.values():
+            value.clear()
+        cpu.update(in_process=0.0, worker=0.0, server=0.0)
+        tokens_c1.update(in_process=0, server=0)
+        run_client(measure())
         report = {k: round(statistics.median(v), 1) for k, v in rates.items()}
         for c in ("c1", "c8"):
             ratios = sorted(s / i for s, i in zip(rates[f"server_{c}"], rates[f"in_process_{c}"], strict=True))
             report[f"ratio_{c}"] = round(statistics.median(ratios), 3)  # the median of the rounds' ratios
             report[f"ratio_{c}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
+        if args.verbose:
+            report["rounds_c1"] = [[round(i), round(s)] for i, s in zip(rates["in_process_c1"], rates["server_c1"],
+                                                                       strict=True)]
         report["ttft_in_process_ms"] = round(statistics.median(ttft["in_process"]) * 1000, 2)
         report["ttft_server_ms"] = round(statistics.median(ttft["server"]) * 1000, 2)
         report["ttft_overhead_ms"] = round(report["ttft_server_ms"] - report["ttft_in_process_ms"], 2)
         # CPU per token at concurrency 1: steadier than wall time on a shared machine
-        in_tokens = sum(rates["in_process_c1"]) * args.seconds
-        server_tokens = sum(rates["server_c1"]) * args.seconds
-        report["cpu_ms_per_token_in_process_c1"] = round(cpu["in_process"] / in_tokens * 1000, 3)
-        report["cpu_ms_per_token_worker_c1"] = round(cpu["worker"] / server_tokens * 1000, 3)
-        report["cpu_ms_per_token_server_c1"] = round(cpu["server"] / server_tokens * 1000, 3)
+        report["cpu_ms_per_token_in_process_c1"] = round(cpu["in_process"] / tokens_c1["in_process"] * 1000, 3)
+        report["cpu_ms_per_token_worker_c1"] = round(cpu["worker"] / tokens_c1["server"] * 1000, 3)
+        report["cpu_ms_per_token_server_c1"] = round(cpu["server"] / tokens_c1["server"] * 1000, 3)
         report["max_tokens"] = args.max_tokens
         report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers"
-        report["pinned"] = args.pin
         print(json.dumps(report, indent=2))
     finally:
         server.send_signal(signal.SIGTERM)
