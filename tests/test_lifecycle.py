@@ -1,6 +1,7 @@
 """Worker lifecycle: crashes, hangs, chatter, cancellation, and no process left behind."""
 
 import concurrent.futures
+import itertools
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ def lc(tmp_path_factory):
         register_flexible(http, "lc", "lifecycle_models.launcher")
         register_flexible(http, "lc-stream", "lifecycle_models.streamer_launcher")
         register_flexible(http, "lc-async", "lifecycle_models.async_launcher")
+        register_flexible(http, "lc-astream", "lifecycle_models.async_streamer_launcher")
     yield srv
     srv.stop()
 
@@ -193,6 +195,28 @@ def test_a_whole_stream_ends_with_done(http, tmp_path):
     bad = http.post("/v1/flexible/infers", params={"stream": "true"}, json={"model": "streamer-all", "args": []})
     assert bad.status_code == 400 and "count" in bad.json()["detail"]
     http.delete("/v1/models/streamer-all")
+
+
+@pytest.mark.parametrize("name", ["lc-stream", "lc-astream"])  # a generator in a thread, an async one on the loop
+def test_a_slow_client_holds_the_stream_back_and_then_gets_all_of_it(http, tmp_path, name):
+    uid = f"flooder-{name}"
+    launch(http, name, uid)
+    progress = tmp_path / "produced"
+    count, size = 5000, 16 << 10  # 80 MB in all, were the model let run ahead
+    with http.stream("POST", "/v1/flexible/infers", params={"stream": "true"},
+                     json={"model": uid, "args": [count], "size": size,
+                           "progress_path": str(progress)}) as r:
+        lines = r.iter_lines()
+        seen = [json.loads(line[6:])["i"] for line in itertools.islice(lines, 6) if line.startswith("data: ")]
+        time.sleep(3)  # the client stops reading; the model could make all 5000 items meanwhile
+        produced = int(progress.read_text())
+        # the credit (256 items), plus what the sockets and buffers between hold
+        assert produced < 1500, produced
+        # waiting for a client is not a stalled model (this server's stall timeout is 1.5 s)
+        assert http.get(f"/v1/models/{uid}").json()["status"] == "READY"
+        seen += [json.loads(line[6:])["i"] for line in lines if line.startswith("data: {")]
+    assert seen == list(range(count))
+    http.delete(f"/v1/models/{uid}")
 
 
 def test_a_dropped_client_cancels_its_call_in_the_worker(http, lc, tmp_path):

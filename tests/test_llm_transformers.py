@@ -85,7 +85,9 @@ def test_chat_completion_and_stream_agree(oai, tokenizer):
     assert response.choices[0].finish_reason == "length"
     pieces, finish, chunks = stream_chat(oai, max_tokens=24, stream_options={"include_usage": True})
     assert "".join(pieces) == text
-    assert len([p for p in pieces if p]) > 3  # token by token, not one lump
+    # streamed, not one lump: the first token goes at once; tokens that come within
+    # MODELYARD_STREAM_FLUSH_MS of each other share a chunk (on this fast tiny model, many do)
+    assert len([p for p in pieces if p]) > 1
     assert finish == ["length"]
     usage = chunks[-1].usage
     assert usage.completion_tokens == 24

@@ -195,6 +195,7 @@ class LocalWorker:
         queue: asyncio.Queue = asyncio.Queue()
         self.pending[rid] = queue
         finished = False
+        passed_on = 0  # chunks handed downstream since the last grant of credit
         try:
             await self._send_call(rid, [p.CALL, rid, method, args, kwargs, mode])
             while not finished:
@@ -213,7 +214,11 @@ class LocalWorker:
                             raise value
                         break
                 if batch:
-                    yield batch
+                    yield batch  # returns once downstream wants more: the batch has been passed on
+                    passed_on += len(batch)
+                    if not finished and passed_on >= p.STREAM_CREDIT // 2 and not self.exited.done():
+                        self.writer.write(p.pack([p.CREDIT, rid, passed_on]))
+                        passed_on = 0
         finally:
             if not finished:
                 self._cancel(rid)

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import math
 import os
 import signal
 import socket
@@ -48,6 +49,7 @@ class Worker:
         # report the oldest, so the server can tell a hung call from a busy worker. One clock per
         # call, which its thread sets: a thread that outlives its call sets a clock nobody reads.
         self.progress_at: dict[int, _Clock] = {}
+        self.credits: dict[int, _Credit] = {}  # of the streams in flight
 
     def progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.sender.send([p.PROGRESS, stage, fraction, message])
@@ -80,13 +82,17 @@ class Worker:
             task = self.loop.create_task(self.call(rid, method, args, kwargs, mode))
             self.tasks[rid] = task
             task.add_done_callback(lambda _t, rid=rid: self._forget(rid))
+        elif kind == p.CREDIT:
+            credit = self.credits.get(message[1])
+            if credit is not None:
+                credit.grant(message[2])
         elif kind == p.CANCEL:
             task = self.tasks.get(message[1])
             if task is not None:
                 task.cancel()
         elif kind == p.PING:
             now = time.monotonic()
-            stalled = now - min((clock.at for clock in self.progress_at.values()), default=now)
+            stalled = max(0.0, now - min((clock.at for clock in self.progress_at.values()), default=now))
             self.sender.send([p.PONG, message[1], {"in_flight": len(self.tasks), "stalled_seconds": stalled}])
 
     def _forget(self, rid: int) -> None:
@@ -97,6 +103,8 @@ class Worker:
         encode = jsonable.dumps if mode in (p.MODE_JSON, p.MODE_STREAM_JSON) else _as_is
         streaming = mode in (p.MODE_STREAM_JSON, p.MODE_STREAM)
         stop = threading.Event()
+        if streaming:
+            self.credits[rid] = _Credit(p.STREAM_CREDIT, self.loop)
         try:
             frames = _Coalescer(self.sender, self.loop, STREAM_WINDOW) if streaming else None
             method = self._method(name, args, kwargs)
@@ -125,6 +133,9 @@ class Worker:
             self.sender.send([p.ERROR, rid, ModelError.type, 500, f"{type(exc).__name__}: {exc}"])
         finally:
             stop.set()  # a cancelled stream stops the model's generator at its next item
+            credit = self.credits.pop(rid, None)
+            if credit is not None:
+                credit.close()  # nor may it wait for credit any longer
 
     def _method(self, name: str, args: list, kwargs: dict) -> Callable[..., Any]:
         """The model's method `name`, once the arguments are known to fit it."""
@@ -149,6 +160,7 @@ class Worker:
         if not inspect.isgenerator(result):
             return result
         clock = self.progress_at.get(rid) or _Clock()
+        credit = self.credits.get(rid)
         items: list[Any] = []
         try:
             for item in result:
@@ -157,8 +169,11 @@ class Worker:
                 clock.at = time.monotonic()
                 if frames is None:
                     items.append(item)
-                else:
-                    frames.add(p.pack([p.CHUNK, rid, encode(item)]))
+                    continue
+                frame = p.pack([p.CHUNK, rid, encode(item)])
+                if credit is not None and not credit.take(clock):
+                    return _STREAMED  # cancelled while waiting for its client
+                frames.add(frame)
         finally:
             try:
                 result.close()
@@ -173,14 +188,18 @@ class Worker:
     async def _drain(self, rid: int, result: Any, encode: Callable[[Any], Any], frames: _Coalescer | None) -> Any:
         """`_produce` for an async generator, on the loop."""
         clock = self.progress_at.get(rid) or _Clock()
+        credit = self.credits.get(rid)
         items: list[Any] = []
         try:
             async for item in result:
                 clock.at = time.monotonic()
                 if frames is None:
                     items.append(item)
-                else:
-                    frames.add(p.pack([p.CHUNK, rid, encode(item)]))
+                    continue
+                frame = p.pack([p.CHUNK, rid, encode(item)])
+                if credit is not None and not await credit.take_async(clock):
+                    return _STREAMED
+                frames.add(frame)
         finally:
             try:
                 await result.aclose()
@@ -191,6 +210,56 @@ class Worker:
             return items
         frames.end(p.pack([p.END, rid]))
         return _STREAMED
+
+
+class _Credit:
+    """How many more chunks a stream may send before the server grants more (see protocol). Granted
+    and closed on the loop; taken by the stream's thread, or on the loop for an async generator."""
+
+    def __init__(self, available: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.available = available
+        self.closed = False
+        self.changed = threading.Condition()
+        self.loop = loop
+        self.waiter: asyncio.Future | None = None
+
+    def grant(self, n: int) -> None:
+        with self.changed:
+            self.available += n
+            self.changed.notify_all()
+        self._wake()
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def take(self, clock: _Clock) -> bool:
+        """Wait for credit for one chunk; False once the stream has ended. A stream waiting for its
+        client is not a stalled model: its clock stops counting meanwhile."""
+        with self.changed:
+            if self.available <= 0 and not self.closed:
+                clock.at = math.inf
+                while self.available <= 0 and not self.closed:
+                    self.changed.wait()
+                clock.at = time.monotonic()
+            self.available -= 1
+            return not self.closed
+
+    async def take_async(self, clock: _Clock) -> bool:
+        if self.available <= 0 and not self.closed:
+            clock.at = math.inf
+            while self.available <= 0 and not self.closed:
+                self.waiter = self.loop.create_future()
+                await self.waiter
+            clock.at = time.monotonic()
+        self.available -= 1
+        return not self.closed
 
 
 class _Clock:

@@ -6,6 +6,7 @@ first item is its kind.
 server -> worker   [LAUNCH, launch]                      first message: what to load
                    [CALL, rid, method, args, kwargs, mode]
                    [CANCEL, rid]
+                   [CREDIT, rid, n]                      n more chunks of a stream may come
                    [PING, token]
 worker -> server   [PROGRESS, stage, fraction, message]  while loading
                    [READY, info]  or  [FAILED, type, message]
@@ -13,6 +14,10 @@ worker -> server   [PROGRESS, stage, fraction, message]  while loading
                    [CHUNK, rid, value] ... [END, rid]    a generator's items, in a stream mode
                    [ERROR, rid, type, status, message]
                    [PONG, token, {in_flight, stalled_seconds}]
+
+A stream may run STREAM_CREDIT chunks ahead of what the server has passed on to its client; the
+server grants more as it passes them on, so a slow client holds the model back instead of filling
+the server's memory. A stream shorter than STREAM_CREDIT never needs a grant.
 
 A call's mode says how values travel: MODE_JSON / MODE_STREAM_JSON encode each value as JSON bytes
 in the worker (the server passes them through untouched); MODE_RAW / MODE_STREAM send msgpack values.
@@ -30,10 +35,11 @@ from typing import Any
 import msgpack
 
 LAUNCH, PROGRESS, READY, FAILED = "launch", "progress", "ready", "failed"
-CALL, CANCEL, PING, PONG = "call", "cancel", "ping", "pong"
+CALL, CANCEL, PING, PONG, CREDIT = "call", "cancel", "ping", "pong", "credit"
 RESULT, CHUNK, END, ERROR = "result", "chunk", "end", "error"
 MODE_JSON, MODE_RAW, MODE_STREAM_JSON, MODE_STREAM = "json", "raw", "stream_json", "stream"
 
+STREAM_CREDIT = 256
 # Past this many bytes waiting in the socket buffer, a writer waits for the peer to read.
 HIGH_WATER = 1 << 20
 
