@@ -333,3 +333,17 @@ def test_modelyard_client_and_cli(llm, oai):
                              capture_output=True, text=True, timeout=120)
     assert session.returncode == 0, session.stderr
     assert session.stdout.strip() == expected.strip()
+
+
+def test_with_no_stream_window_every_token_is_a_chunk_of_its_own(model_dir, monkeypatch):
+    from modelyard_engine_transformers.llm import TransformersLLM
+
+    from modelyard.types.llm import LLMRegistration
+
+    monkeypatch.setenv("MODELYARD_STREAM_FLUSH_MS", "0")
+    registration = LLMRegistration.model_validate(llm_template("tiny", model_dir))
+    engine = TransformersLLM("tiny", registration, registration.model_specs[0], model_dir)
+    engine.load()
+    chunks = list(engine.generate("Once upon a time", {"stream": True, "max_tokens": 24, "temperature": 0}))
+    assert chunks[-1]["finish_reason"] == "length"
+    assert len([c for c in chunks if c["text"]]) == chunks[-1]["usage"]["completion_tokens"] == 24

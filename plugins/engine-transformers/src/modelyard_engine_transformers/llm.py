@@ -183,24 +183,29 @@ class TransformersLLM(LLMEngine):
         # Incremental decoding over a short window: the text of ids[start:] minus the text of
         # ids[start:done], so each token costs the same however long the answer grows.
         start = done = 0
+
+        def text_of(token: int) -> str:
+            nonlocal start, done
+            generation.completion_tokens += 1
+            if token in end_ids:
+                generation.finish_reason = "stop"
+                return ""
+            ids.append(token)
+            before = self.tokenizer.decode(ids[start:done], skip_special_tokens=True)
+            text = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
+            if text.endswith("\ufffd") or len(text) <= len(before):
+                return ""  # an incomplete UTF-8 sequence: wait for the next token
+            start, done = done, len(ids)
+            return text[len(before):]
+
         ended = False
         try:
             while (tokens := streamer.take()) is not None:
-                texts = []  # one per token: the tokens handed over together make one chunk
-                for token in tokens:
-                    generation.completion_tokens += 1
-                    texts.append("")
-                    if token in end_ids:
-                        generation.finish_reason = "stop"
-                        continue
-                    ids.append(token)
-                    before = self.tokenizer.decode(ids[start:done], skip_special_tokens=True)
-                    text = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
-                    if text.endswith("\ufffd") or len(text) <= len(before):
-                        continue  # an incomplete UTF-8 sequence: wait for the next token
-                    start, done = done, len(ids)
-                    texts[-1] = text[len(before):]
-                yield texts
+                if streamer.window == 0:  # every token a chunk of its own, as asked
+                    for token in tokens:
+                        yield [text_of(token)]
+                else:  # the tokens handed over together make one chunk, with one text per token
+                    yield [text_of(token) for token in tokens]
             ended = True
         finally:
             generation.cancelled.set()
