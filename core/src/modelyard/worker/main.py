@@ -248,8 +248,10 @@ class _Credit:
                 while self.available <= 0 and not self.closed:
                     self.changed.wait()
                 clock.at = time.monotonic()
+            if self.closed:
+                return False
             self.available -= 1
-            return not self.closed
+            return True
 
     async def take_async(self, clock: _Clock) -> bool:
         if self.available <= 0 and not self.closed:
@@ -258,8 +260,10 @@ class _Credit:
                 self.waiter = self.loop.create_future()
                 await self.waiter
             clock.at = time.monotonic()
+        if self.closed:
+            return False
         self.available -= 1
-        return not self.closed
+        return True
 
 
 class _Clock:
