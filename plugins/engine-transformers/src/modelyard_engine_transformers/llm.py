@@ -111,6 +111,7 @@ class TransformersLLM(LLMEngine):
         # sampling, and the thread's torch set-up (OpenMP keeps its thread count per thread) is done once.
         self.generating = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=f"generate-{self.model_uid}", initializer=self._set_up_generating_thread)
+        self.stream_window = config.stream_window()
         self.chat_template = self.registration.chat_template or getattr(self.tokenizer, "chat_template", None)
         max_positions = getattr(self.model.config, "max_position_embeddings", None)
         if max_positions:
@@ -146,7 +147,7 @@ class TransformersLLM(LLMEngine):
 
     def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[list[str]]:
         params = generation.params
-        streamer = _TokenQueue(config.stream_window())
+        streamer = _TokenQueue(self.stream_window)
         processors = LogitsProcessorList()
         if params.presence_penalty or params.frequency_penalty:
             processors.append(_PresenceFrequencyPenalty(len(prompt_ids), params.presence_penalty,
