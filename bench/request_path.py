@@ -1,12 +1,14 @@
 """Bench: the cost of the request path to a flexible model, against a bare FastAPI app.
 
-    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3]
+    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3] [--compare REV]
 
 Starts a modelyard server with a trivial flexible model and a bare FastAPI + uvicorn echo app
 (same uvicorn settings), then measures requests/s and p50/p99 latency of POST /v1/flexible/infers
 at concurrency 1 and 16 with a minimal asyncio client (loadgen.py), rounds interleaved, both
 servers in the same run. Also: server start-to-ready time, idle RSS of the server and of a worker,
-and the launch time of the trivial model. Figures, never pass/fail.
+and the launch time of the trivial model. With `--compare REV`, the server of git revision REV
+(checked out in a temporary worktree) is measured too, in the same rounds, so a change's cost is
+its ratio next to REV's. Figures, never pass/fail.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 import httpx
 
 BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+JSON = {"content-type": "application/json"}
 PY = sys.executable
 BODY = json.dumps({"model": "echo", "args": ["hello world"]})
 
@@ -69,14 +73,37 @@ def load(port: int, concurrency: int, seconds: float) -> dict:
     return json.loads(out.stdout)
 
 
+def serve(env: dict[str, str], port: int) -> subprocess.Popen:
+    proc, _ = start([PY, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"], env, port)
+    return proc
+
+
+def launch_echo(port: int) -> httpx.Client:
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    spec = {"model_name": "echo", "launcher": "trivial_model.launcher"}
+    http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec)}).raise_for_status()
+    http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible"}).raise_for_status()
+    assert http.post("/v1/flexible/infers", content=BODY, headers=JSON).json() == {"echo": "hello world"}
+    return http
+
+
+def worktree(rev: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="modelyard-rev-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True,
+                   capture_output=True)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--compare", metavar="REV", help="also measure git revision REV's server, interleaved")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
-    env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(BENCH)}
+    env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(BENCH),
+           "MODELYARD_ALLOWED_LAUNCHERS": "trivial_model.*"}
     my_port, bare_port = free_port(), free_port()
     starts = []
     for _ in range(3):  # start-to-ready, median of three cold starts
@@ -85,14 +112,22 @@ def main() -> None:
         starts.append(ready)
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    server, _ = start([PY, "-m", "modelyard", "serve", "--port", str(my_port), "--log-level", "warning"],
-                      env, my_port)
+    server = serve(env, my_port)
     bare, _ = start([PY, str(BENCH / "echo_app.py"), str(bare_port)], env, bare_port)
+    setups = [("bare", bare_port), ("modelyard", my_port)]
+    procs = [server, bare]
+    tree = None
     report: dict = {}
     try:
-        http = httpx.Client(base_url=f"http://127.0.0.1:{my_port}", timeout=60)
-        spec = {"model_name": "echo", "launcher": "trivial_model.launcher"}
-        http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec)}).raise_for_status()
+        if args.compare:
+            tree = worktree(args.compare)
+            rev_port = free_port()
+            rev_env = {**env, "MODELYARD_HOME": tempfile.mkdtemp(prefix="modelyard-bench-rev-"),
+                       "PYTHONPATH": os.pathsep.join([str(tree / "core/src"), str(tree / "server/src"), str(BENCH)])}
+            procs.append(serve(rev_env, rev_port))
+            launch_echo(rev_port)
+            setups.insert(1, (f"rev_{args.compare}", rev_port))
+        http = launch_echo(my_port)
         launches = []
         for i in range(3):
             t0 = time.perf_counter()
@@ -100,9 +135,7 @@ def main() -> None:
                                           "model_uid": f"launch-{i}"}).raise_for_status()
             launches.append(time.perf_counter() - t0)
             http.delete(f"/v1/models/launch-{i}").raise_for_status()
-        http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible"}).raise_for_status()
         worker_pid = http.get("/v1/models/echo").json()["pid"]
-        assert http.post("/v1/flexible/infers", content=BODY).json() == {"echo": "hello world"}
         time.sleep(1)
         report["server_start_to_ready_s"] = statistics.median(starts)
         report["launch_trivial_model_s"] = statistics.median(launches)
@@ -110,12 +143,12 @@ def main() -> None:
         report["idle_rss_worker_mib"] = rss_mib(worker_pid)
         report["idle_rss_bare_app_mib"] = rss_mib(bare.pid)
 
-        load(my_port, 4, 1.0)  # warm both up
-        load(bare_port, 4, 1.0)
+        for _name, port in setups:  # warm each up
+            load(port, 4, 1.0)
         results: dict[tuple[str, int], list[dict]] = {}
         for _ in range(args.rounds):
             for concurrency in (1, 16):
-                for name, port in (("bare", bare_port), ("modelyard", my_port)):
+                for name, port in setups:
                     results.setdefault((name, concurrency), []).append(load(port, concurrency, args.seconds))
         for (name, concurrency), runs in sorted(results.items()):
             report[f"{name}_c{concurrency}"] = {
@@ -124,13 +157,19 @@ def main() -> None:
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
                 "errors": sum(r["errors"] for r in runs),
             }
-        for concurrency in (1, 16):
-            report[f"ratio_rps_c{concurrency}"] = round(
-                report[f"modelyard_c{concurrency}"]["rps"] / report[f"bare_c{concurrency}"]["rps"], 3)
+        for name, _port in setups[1:]:
+            prefix = "ratio_rps" if name == "modelyard" else f"ratio_rps_{name}"
+            for concurrency in (1, 16):
+                # the median of each round's ratio: a round's two setups ran back to back
+                ratios = [m["rps"] / b["rps"] for m, b in zip(results[(name, concurrency)],
+                                                             results[("bare", concurrency)], strict=True)]
+                report[f"{prefix}_c{concurrency}"] = round(statistics.median(ratios), 3)
     finally:
-        for proc in (server, bare):
+        for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+        if tree is not None:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
     print(json.dumps(report, indent=2))
 
 

@@ -37,7 +37,8 @@ def main() -> None:
     wheels = work / "wheels"
     for i in range(args.rounds + 1):
         build_wheel(wheels, "bench-pkg", f"1.0.{i}")
-    env = {**os.environ, "MODELYARD_HOME": str(work / "home"), "PYTHONPATH": str(BENCH), "UV_OFFLINE": "1"}
+    env = {**os.environ, "MODELYARD_HOME": str(work / "home"), "PYTHONPATH": str(BENCH), "UV_OFFLINE": "1",
+           "MODELYARD_ALLOWED_LAUNCHERS": "trivial_model.*", "MODELYARD_ALLOWED_PACKAGE_SOURCES": str(wheels)}
     port = free_port()
     server, _ = start([sys.executable, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
                       env, port)

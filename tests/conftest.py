@@ -8,7 +8,7 @@ from helpers import Server
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One server shared by the end-to-end tests that leave it as they found it."""
-    srv = Server(tmp_path_factory.mktemp("home")).start()
+    srv = Server(tmp_path_factory.mktemp("home"), args=("--allow-launcher", "my_flexible_model.*")).start()
     yield srv
     srv.stop()
 

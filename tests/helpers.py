@@ -16,6 +16,10 @@ import httpx
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 FLEXIBLE_FIXTURES = TESTS / "fixtures" / "flexible"
+# The test fixtures' launcher modules (no_such_module: a launcher that fails to import); the
+# documentation's example (my_flexible_model) is allowed the README's way, with --allow-launcher.
+FIXTURE_LAUNCHERS = "edge_models.*,lifecycle_models.*,venv_models.*,no_such_module.*"
+JSON = {"content-type": "application/json"}
 
 
 def free_port() -> int:
@@ -49,13 +53,15 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
 class Server:
     """`python -m modelyard serve` in a subprocess."""
 
-    def __init__(self, home: Path, *, python: str = sys.executable, env: dict[str, str] | None = None):
+    def __init__(self, home: Path, *, python: str = sys.executable, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()):
         self.home = home
         self.python = python
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(FLEXIBLE_FIXTURES),
-                    "MODELYARD_ENDPOINT": self.url, **(env or {})}
+                    "MODELYARD_ENDPOINT": self.url, "MODELYARD_ALLOWED_LAUNCHERS": FIXTURE_LAUNCHERS, **(env or {})}
         self.process: subprocess.Popen | None = None
         self.log_path = home / "server.log"
 
@@ -63,7 +69,8 @@ class Server:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [self.python, "-m", "modelyard", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [self.python, "-m", "modelyard", "serve", "--port", str(self.port), "--log-level", "warning",
+             *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import register_flexible
+from helpers import JSON, register_flexible
 
 
 def assert_error(response, status: int, *fragments: str) -> dict:
@@ -19,11 +19,10 @@ def assert_error(response, status: int, *fragments: str) -> dict:
 
 
 def test_malformed_json_body(http):
-    response = http.post("/v1/model_registrations/flexible", content=b'{"model": ',
-                         headers={"content-type": "application/json"})
+    response = http.post("/v1/model_registrations/flexible", content=b'{"model": ', headers=JSON)
     assert_error(response, 400, "not valid JSON")
-    assert_error(http.post("/v1/flexible/infers", content=b"{nope"), 400, "not valid JSON")
-    assert_error(http.post("/v1/models", content=b"[1,", headers={"content-type": "application/json"}),
+    assert_error(http.post("/v1/flexible/infers", content=b"{nope", headers=JSON), 400, "not valid JSON")
+    assert_error(http.post("/v1/models", content=b"[1,", headers=JSON),
                  400, "not valid JSON")
 
 
@@ -215,11 +214,11 @@ def test_values_the_worker_link_cannot_carry_are_400(http, unique):
     register_flexible(http, name, "edge_models.launcher")
     uid = http.post("/v1/models", json={"model_name": name, "model_type": "flexible"}).json()["model_uid"]
     body = json.dumps({"model": uid, "args": ["echo"], "value": 2**70})
-    assert_error(http.post("/v1/flexible/infers", content=body), 400, "cannot be passed to the model")
+    assert_error(http.post("/v1/flexible/infers", content=body, headers=JSON), 400, "cannot be passed to the model")
     body = json.dumps({"model": uid, "args": ["echo"]})[:-1] + ', "value": "\\ud800"}'  # a lone surrogate
-    assert_error(http.post("/v1/flexible/infers", content=body), 400, "cannot be passed to the model")
+    assert_error(http.post("/v1/flexible/infers", content=body, headers=JSON), 400, "cannot be passed to the model")
     deep = "[" * 100_000 + "]" * 100_000
-    assert_error(http.post("/v1/flexible/infers", content=deep), 400, "not valid JSON")
+    assert_error(http.post("/v1/flexible/infers", content=deep, headers=JSON), 400, "not valid JSON")
     # the connection stays usable, and so does the model
     assert http.post("/v1/flexible/infers", json={"model": uid, "args": ["echo"], "value": 1}).status_code == 200
     nan = http.post("/v1/flexible/infers", json={"model": uid, "args": ["nan"]})

@@ -39,7 +39,8 @@ def plugin_env(tmp_path_factory) -> Path:
 def plugin_server(plugin_env, tmp_path_factory):
     home = tmp_path_factory.mktemp("plugin-home")
     srv = Server(home, python=str(plugin_env), env={"MODELYARD_TEST_MARKER": str(home / "marker.txt"),
-                                                     "UV_OFFLINE": "1"}).start()
+                                                     "UV_OFFLINE": "1",
+                                                     "MODELYARD_ALLOWED_PACKAGE_SOURCES": str(home / "wheels")}).start()
     yield srv
     srv.stop()
 
@@ -121,8 +122,8 @@ def test_switches_limit_entry_points_but_never_builtins(plugin_env, switches, ex
     assert {"modelyard.types.builtin", "server"} <= names
 
 
-def test_a_launchers_runtime_requirements_go_into_the_models_env(plugin_server, tmp_path):
-    wheels = tmp_path / "wheels"
+def test_a_launchers_runtime_requirements_go_into_the_models_env(plugin_server):
+    wheels = plugin_server.home / "wheels"  # the server's allowed package source
     build_wheel(wheels, "demo-pkg", "2.0")
     venv = {"packages": [], "inherit_pip_config": False, "find_links": str(wheels)}
     with plugin_server.http() as http:

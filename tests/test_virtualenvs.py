@@ -30,7 +30,8 @@ def wheelhouse(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vs(tmp_path_factory, wheelhouse):
-    env = {"UV_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(wheelhouse)}
+    env = {"UV_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(wheelhouse),
+           "MODELYARD_ALLOWED_PACKAGE_SOURCES": str(wheelhouse)}
     srv = Server(tmp_path_factory.mktemp("venvs"), env=env).start()
     yield srv
     srv.stop()
@@ -238,7 +239,8 @@ def test_cli_launch_shows_the_stages_of_a_cold_env(vs, http, wheelhouse):
 
 
 def test_an_interrupted_build_never_looks_complete(tmp_path, wheelhouse):
-    srv = Server(tmp_path / "home", env={"UV_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull}).start()
+    settings = {"UV_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull, "MODELYARD_ALLOWED_PACKAGE_SOURCES": str(wheelhouse)}
+    srv = Server(tmp_path / "home", env=settings).start()
     with srv.http() as http:
         register(http, "first", ["demo-pkg==1.0"], wheelhouse)
         assert launch(http, "first").status_code == 200
@@ -247,7 +249,7 @@ def test_an_interrupted_build_never_looks_complete(tmp_path, wheelhouse):
     env = srv.home / "virtualenvs" / key
     (env / ".modelyard-complete").unlink()  # as if the server died mid-build
     (env / "bin" / "python").unlink()
-    srv = Server(srv.home, env={"UV_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull}).start()
+    srv = Server(srv.home, env=settings).start()
     with srv.http() as http:
         assert launch(http, "first").status_code == 404  # not persisted: register again
         register(http, "first", ["demo-pkg==1.0"], wheelhouse)

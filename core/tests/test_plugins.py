@@ -41,6 +41,19 @@ def test_in_process_plugins_register_and_unregister(plugins):
     assert "good" not in plugins.launchers and "good-plugin" not in plugins.records
 
 
+class AliasingPlugin:
+    @hookimpl
+    def register_flexible_launchers(self, register):
+        register("pipe", "pkg.pipe:launcher", aliases=["xinference.model.flexible.launchers.pipe"])
+
+
+def test_a_launcher_alias_names_the_same_launcher(plugins):
+    plugins.register(AliasingPlugin(), "aliasing")
+    assert plugins.launcher("xinference.model.flexible.launchers.pipe") is plugins.launcher("pipe")
+    assert plugins.records["aliasing"].registered == {
+        "flexible_launchers": ["pipe", "xinference.model.flexible.launchers.pipe"]}
+
+
 def test_a_raising_hook_is_recorded_and_the_rest_still_load(plugins):
     plugins.register(RaisingPlugin(), "raising")
     plugins.register(GoodPlugin(), "good-plugin")

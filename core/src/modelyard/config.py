@@ -8,6 +8,8 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9997
 DEFAULT_ENDPOINT = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+# Variables that hold keys: the server reads them, and no worker ever inherits them.
+SECRET_VARIABLES = frozenset({"MODELYARD_ADMIN_KEY", "MODELYARD_API_KEY"})
 
 
 def home() -> Path:

@@ -25,6 +25,13 @@ class InvalidRequest(ModelyardError):
     type = "invalid_request_error"
 
 
+class Forbidden(ModelyardError):
+    """The server's settings do not allow this; the message names the setting that would."""
+
+    status = 403
+    type = "permission_error"
+
+
 class NotFound(ModelyardError):
     status = 404
     type = "not_found_error"
@@ -53,8 +60,8 @@ class Unavailable(ModelyardError):
     type = "service_unavailable"
 
 
-_BY_TYPE = {cls.type: cls for cls in (InvalidRequest, NotFound, Conflict, ModelError, Unavailable)}
-_BY_STATUS = {cls.status: cls for cls in (InvalidRequest, NotFound, Conflict, Unavailable)}
+_BY_TYPE = {cls.type: cls for cls in (InvalidRequest, Forbidden, NotFound, Conflict, ModelError, Unavailable)}
+_BY_STATUS = {cls.status: cls for cls in (InvalidRequest, Forbidden, NotFound, Conflict, Unavailable)}
 
 
 def rebuild_error(error_type: str | None, status: int, message: str) -> ModelyardError:

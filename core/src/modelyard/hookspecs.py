@@ -23,7 +23,7 @@ def register_engines(register):
 
 @hookspec
 def register_flexible_launchers(register):
-    """Register flexible launchers: `register(name, "pkg.module:function", requirements=())`."""
+    """Register flexible launchers: `register(name, "pkg.module:function", requirements=(), aliases=())`."""
 
 
 @hookspec

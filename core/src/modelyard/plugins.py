@@ -174,9 +174,12 @@ class Plugins:
             self.engines[eng.name] = eng
             self._note(plugin, "engines", eng.name)
 
-        def launcher(plugin: str, name: str, import_path: str, requirements=()) -> None:
-            self.launchers[name] = FlexibleLauncher(name, import_path, tuple(requirements), plugin)
-            self._note(plugin, "flexible_launchers", name)
+        def launcher(plugin: str, name: str, import_path: str, requirements=(), aliases=()) -> None:
+            # aliases: other names registrations use for it (Xinference's module paths, say)
+            found = FlexibleLauncher(name, import_path, tuple(requirements), plugin)
+            for each in (name, *aliases):
+                self.launchers[each] = found
+                self._note(plugin, "flexible_launchers", each)
 
         def model(plugin: str, model_type: str, registration: dict[str, Any]) -> None:
             self.catalogue[(model_type, registration["model_name"])] = registration
@@ -262,6 +265,12 @@ def get_plugins() -> Plugins:
         if _loaded is None:
             _loaded = Plugins()
         return _loaded
+
+
+def is_import_path(name: str) -> bool:
+    """Whether a launcher or engine `name` is an import path (`pkg.module:attr`, `pkg.module.attr`)
+    rather than a registered name; a registered name wins even if it has a dot."""
+    return "." in name or ":" in name
 
 
 def import_object(path: str) -> Any:

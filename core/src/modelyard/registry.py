@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,12 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, plugins: Plugins, store: Store | None):
+    def __init__(self, plugins: Plugins, store: Store | None,
+                 check: Callable[[Registration], None] | None = None):
         self.plugins = plugins
         self.store = store
+        # the server's gates: what a registration may name (launcher paths, package sources)
+        self.check = check
         self._custom: dict[tuple[str, str], Entry] = {}
         self._lock = threading.Lock()
         if store is not None:
@@ -122,6 +126,8 @@ class Registry:
                 raise InvalidRequest(f"model_uri {uri!r} must be an absolute path or a file:// URI.")
             if not path.exists():
                 raise InvalidRequest(f"model_uri {uri!r} does not exist on this machine.")
+        if self.check is not None:
+            self.check(registration)
         registration.is_builtin = False
         entry = Entry(mt.name, registration, builtin=False, persisted=persist)
         with self._lock:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from modelyard import config
 from modelyard.errors import InvalidRequest, LaunchFailed, Unavailable, rebuild_error
 from modelyard.worker import protocol as p
 
@@ -251,6 +252,11 @@ class LocalWorker:
         return await self.exited
 
 
+def worker_environment() -> dict[str, str]:
+    """The server's environment less its keys: a model's code never sees them."""
+    return {k: v for k, v in os.environ.items() if k not in config.SECRET_VARIABLES}
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -282,7 +288,7 @@ class LocalProcessBackend:
                      "--model-uid", uid],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     pass_fds=(theirs.fileno(),), start_new_session=True,
-                    env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid})
+                    env={**worker_environment(), **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid})
             finally:
                 theirs.close()
         try:

@@ -16,8 +16,19 @@ def register_commands(cli):
                   type=click.Choice(["critical", "error", "warning", "info", "debug"]))
     @click.option("--access-log/--no-access-log", default=False, show_default=True,
                   help="Log every request.")
-    def serve(host: str, port: int, log_level: str, access_log: bool) -> None:
+    @click.option("--allow-launcher", "allow_launchers", multiple=True, metavar="PATTERN",
+                  help="Allow flexible launchers given as import paths matching PATTERN (fnmatch on the dotted "
+                       "path, e.g. 'my_flexible_model.*'); repeatable. Adds to MODELYARD_ALLOWED_LAUNCHERS.")
+    @click.option("--allowed-hosts", multiple=True, metavar="NAMES",
+                  help="Host names (comma-separated, '*.example.com' patterns) requests may address the server "
+                       "by, besides loopback names and the bound address. Adds to MODELYARD_ALLOWED_HOSTS.")
+    @click.option("--cors-origins", multiple=True, metavar="ORIGINS",
+                  help="Web origins (comma-separated, e.g. 'https://app.example.com') whose pages may call the "
+                       "server; none by default. Adds to MODELYARD_CORS_ORIGINS.")
+    def serve(host: str, port: int, log_level: str, access_log: bool, allow_launchers: tuple[str, ...],
+              allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
         """Start the modelyard server."""
         from modelyard_server.serve import run
 
-        run(host=host, port=port, log_level=log_level, access_log=access_log)
+        run(host=host, port=port, log_level=log_level, access_log=access_log, allow_launchers=allow_launchers,
+            allowed_hosts=allowed_hosts, cors_origins=cors_origins)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from modelyard import config
 
@@ -11,10 +12,12 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def run(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT, log_level: str = "info",
-        access_log: bool = False) -> None:
+        access_log: bool = False, allow_launchers: Iterable[str] = (), allowed_hosts: Iterable[str] = (),
+        cors_origins: Iterable[str] = ()) -> None:
     import uvicorn
 
     from modelyard_server.app import create_app
+    from modelyard_server.settings import Settings
 
     try:
         import uvloop  # noqa: F401
@@ -22,5 +25,7 @@ def run(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT, log_le
     except ImportError:
         loop = "asyncio"
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(), host=host, port=port, loop=loop, http="httptools", log_level=log_level,
+    settings = Settings.from_env(bind_host=host, allow_launchers=allow_launchers, allowed_hosts=allowed_hosts,
+                                 cors_origins=cors_origins)
+    uvicorn.run(create_app(settings=settings), host=host, port=port, loop=loop, http="httptools", log_level=log_level,
                 access_log=access_log, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)

@@ -1,11 +1,14 @@
-"""Server settings, from the environment (MODELYARD_*), with defaults for production."""
+"""Server settings, from the environment (MODELYARD_*) and `modelyard serve`'s options, with
+defaults for production."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from modelyard import config
+from modelyard_server.gates import Gates, comma_list
 
 
 def _seconds(name: str, default: float) -> float:
@@ -30,9 +33,19 @@ class Settings:
     stop_grace: float = 5.0
     # A model's log is rotated (to <log>.1) past this size.
     log_max_bytes: int = 64 << 20
+    # What requests may make run on this machine (gates.py).
+    gates: Gates = field(default_factory=Gates)
+    # The address the server is bound to, and the other names (`--allowed-hosts`) a request's
+    # Host header may carry; loopback names always may.
+    bind_host: str = config.DEFAULT_HOST
+    allowed_hosts: tuple[str, ...] = ()
+    # Origins whose pages may call the server (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, *, bind_host: str = config.DEFAULT_HOST, allow_launchers: Iterable[str] = (),
+                 allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()) -> Settings:
+        """The environment's settings, plus what `modelyard serve`'s options add."""
         config.stream_window()  # read by every worker: a bad value stops the server now, not each launch
         return cls(
             health_interval=_seconds("MODELYARD_HEALTH_INTERVAL", cls.health_interval),
@@ -40,4 +53,13 @@ class Settings:
             stall_timeout=_seconds("MODELYARD_STALL_TIMEOUT", cls.stall_timeout),
             stop_grace=_seconds("MODELYARD_STOP_GRACE", cls.stop_grace),
             log_max_bytes=int(_seconds("MODELYARD_LOG_MAX_BYTES", cls.log_max_bytes)),
+            gates=Gates.from_env(allow_launchers=allow_launchers),
+            bind_host=bind_host,
+            allowed_hosts=comma_list(os.environ.get("MODELYARD_ALLOWED_HOSTS")) + _split(allowed_hosts),
+            cors_origins=comma_list(os.environ.get("MODELYARD_CORS_ORIGINS")) + _split(cors_origins),
         )
+
+
+def _split(values: Iterable[str]) -> tuple[str, ...]:
+    """Repeated options, each of which may itself be a comma-separated list."""
+    return tuple(part for value in values for part in comma_list(value))

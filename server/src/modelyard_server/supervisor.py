@@ -18,7 +18,7 @@ from typing import Any
 
 from modelyard import engines, venv
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
-from modelyard.plugins import Plugins
+from modelyard.plugins import Plugins, is_import_path
 from modelyard.registry import Registry
 from modelyard.types import ModelSpec, ModelType, Registration
 from modelyard.types.flexible import FlexibleRegistration
@@ -152,8 +152,8 @@ class Supervisor:
                 raise InvalidRequest(f"{model_type.name} models run their launcher, not an engine; "
                                      "leave model_engine out.")
             launcher = registration.launcher
-            if "." in launcher or ":" in launcher:
-                return None, None, ()
+            if launcher not in self.plugins.launchers and is_import_path(launcher):
+                return None, None, ()  # the gates allowed the path; the worker imports it
             return None, None, self.plugins.launcher(launcher).requirements  # a bare name must be registered
         engine, spec = engines.select(self.plugins, model_type.name, registration,
                                       engine_name=request.model_engine, model_format=request.model_format,
@@ -167,6 +167,7 @@ class Supervisor:
         entry = self.registry.get(request.model_type, request.model_name)
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration
+        self.settings.gates.check_launch(request, registration, self.plugins)
         engine_name, spec, requirements = self._choose_runner(request, model_type, registration)
         env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
                         extra_packages=request.virtual_env_packages or (),

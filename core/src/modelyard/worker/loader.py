@@ -8,7 +8,7 @@ from typing import Any
 
 from modelyard import download
 from modelyard.errors import LaunchFailed
-from modelyard.plugins import Plugins, import_object
+from modelyard.plugins import Plugins, import_object, is_import_path
 from modelyard.registry import local_path
 from modelyard.types import ModelSpec
 from modelyard.types.flexible import FlexibleRegistration
@@ -25,7 +25,7 @@ class LoadedModel:
 
 def resolve_launcher(name: str, plugins: Plugins) -> Callable[..., Any]:
     """A registered launcher name, else a dotted import path, imported here in the worker."""
-    if name in plugins.launchers or ("." not in name and ":" not in name):
+    if name in plugins.launchers or not is_import_path(name):
         path = plugins.launcher(name).import_path  # raises with the plugin's error if it is broken
     else:
         path = name
