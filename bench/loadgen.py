@@ -3,7 +3,9 @@
 It sends prebuilt request bytes and parses only the status line and Content-Length, so it costs
 far less per request than httpx and the servers, not the client, set the pace.
 
-    python loadgen.py HOST PORT PATH BODY_JSON CONCURRENCY SECONDS   -> one JSON line of results
+    python loadgen.py HOST PORT PATH BODY_JSON CONCURRENCY SECONDS [HEADER ...]   -> one JSON line of results
+
+Each HEADER is a whole header line, such as 'Authorization: Bearer my-...'.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import sys
 import time
 
 
-def build_request(host: str, path: str, body: bytes) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+def build_request(host: str, path: str, body: bytes, headers: tuple[str, ...] = ()) -> bytes:
+    extra = "".join(f"{line}\r\n" for line in headers)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
@@ -41,8 +44,9 @@ async def connection(host: str, port: int, request: bytes, deadline: float, late
         writer.close()
 
 
-async def run(host: str, port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
-    request = build_request(host, path, body)
+async def run(host: str, port: int, path: str, body: bytes, concurrency: int, seconds: float,
+              headers: tuple[str, ...] = ()) -> dict:
+    request = build_request(host, path, body, headers)
     latencies: list[float] = []
     errors: list[str] = []
     start = time.perf_counter()
@@ -66,7 +70,7 @@ def main() -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(run(host, int(port), path, body.encode(), int(concurrency), float(seconds)))
+    result = runner(run(host, int(port), path, body.encode(), int(concurrency), float(seconds), tuple(sys.argv[7:])))
     print(json.dumps(result))
 
 

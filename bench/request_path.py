@@ -1,6 +1,6 @@
 """Bench: the cost of the request path to a flexible model, against a bare FastAPI app.
 
-    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3] [--compare REV]
+    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3] [--compare REV] [--keys]
 
 Starts a modelyard server with a trivial flexible model and a bare FastAPI + uvicorn echo app
 (same uvicorn settings), then measures requests/s and p50/p99 latency of POST /v1/flexible/infers
@@ -8,7 +8,9 @@ at concurrency 1 and 16 with a minimal asyncio client (loadgen.py), rounds inter
 servers in the same run. Also: server start-to-ready time, idle RSS of the server and of a worker,
 and the launch time of the trivial model. With `--compare REV`, the server of git revision REV
 (checked out in a temporary worktree) is measured too, in the same rounds, so a change's cost is
-its ratio next to REV's. Figures, never pass/fail.
+its ratio next to REV's. With `--keys`, a third modelyard server has API keys on, and its requests
+carry an inference key: the key check's cost is its ratio next to the keyless server's.
+Figures, never pass/fail.
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> tuple[subprocess.Po
     return proc, wait_ready(f"http://127.0.0.1:{port}", proc) - t0
 
 
-def load(port: int, concurrency: int, seconds: float) -> dict:
+def load(port: int, concurrency: int, seconds: float, key: str | None = None) -> dict:
+    headers = [f"Authorization: Bearer {key}"] if key else []
     out = subprocess.run([PY, str(BENCH / "loadgen.py"), "127.0.0.1", str(port), "/v1/flexible/infers", BODY,
-                          str(concurrency), str(seconds)], capture_output=True, text=True, check=True)
+                          str(concurrency), str(seconds), *headers], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -78,8 +81,9 @@ def serve(env: dict[str, str], port: int) -> subprocess.Popen:
     return proc
 
 
-def launch_echo(port: int) -> httpx.Client:
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+def launch_echo(port: int, key: str | None = None) -> httpx.Client:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers)
     spec = {"model_name": "echo", "launcher": "trivial_model.launcher"}
     http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec)}).raise_for_status()
     http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible"}).raise_for_status()
@@ -99,6 +103,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--compare", metavar="REV", help="also measure git revision REV's server, interleaved")
+    parser.add_argument("--keys", action="store_true", help="also measure a server with API keys on")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
@@ -114,7 +119,7 @@ def main() -> None:
         proc.wait(30)
     server = serve(env, my_port)
     bare, _ = start([PY, str(BENCH / "echo_app.py"), str(bare_port)], env, bare_port)
-    setups = [("bare", bare_port), ("modelyard", my_port)]
+    setups: list[tuple[str, int, str | None]] = [("bare", bare_port, None), ("modelyard", my_port, None)]
     procs = [server, bare]
     tree = None
     report: dict = {}
@@ -126,7 +131,15 @@ def main() -> None:
                        "PYTHONPATH": os.pathsep.join([str(tree / "core/src"), str(tree / "server/src"), str(BENCH)])}
             procs.append(serve(rev_env, rev_port))
             launch_echo(rev_port)
-            setups.insert(1, (f"rev_{args.compare}", rev_port))
+            setups.append((f"rev_{args.compare}", rev_port, None))
+        if args.keys:
+            keys_port, admin = free_port(), "my-bench-admin-key-0123456789abcdef"
+            keys_env = {**env, "MODELYARD_HOME": tempfile.mkdtemp(prefix="modelyard-bench-keys-"),
+                        "MODELYARD_ADMIN_KEY": admin}
+            procs.append(serve(keys_env, keys_port))
+            keyed = launch_echo(keys_port, admin)
+            inference = keyed.post("/v1/keys", json={"scopes": ["inference"]}).json()["key"]
+            setups.append(("modelyard_keys", keys_port, inference))
         http = launch_echo(my_port)
         launches = []
         for i in range(3):
@@ -143,13 +156,14 @@ def main() -> None:
         report["idle_rss_worker_mib"] = rss_mib(worker_pid)
         report["idle_rss_bare_app_mib"] = rss_mib(bare.pid)
 
-        for _name, port in setups:  # warm each up
-            load(port, 4, 1.0)
+        for _name, port, key in setups:  # warm each up
+            load(port, 4, 1.0, key)
         results: dict[tuple[str, int], list[dict]] = {}
-        for _ in range(args.rounds):
+        for round_no in range(args.rounds):
+            order = setups[round_no % len(setups):] + setups[:round_no % len(setups)]  # no setup always goes first
             for concurrency in (1, 16):
-                for name, port in setups:
-                    results.setdefault((name, concurrency), []).append(load(port, concurrency, args.seconds))
+                for name, port, key in order:
+                    results.setdefault((name, concurrency), []).append(load(port, concurrency, args.seconds, key))
         for (name, concurrency), runs in sorted(results.items()):
             report[f"{name}_c{concurrency}"] = {
                 "rps": round(statistics.median(r["rps"] for r in runs), 1),
@@ -157,7 +171,7 @@ def main() -> None:
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
                 "errors": sum(r["errors"] for r in runs),
             }
-        for name, _port in setups[1:]:
+        for name, _port, _key in setups[1:]:
             prefix = "ratio_rps" if name == "modelyard" else f"ratio_rps_{name}"
             for concurrency in (1, 16):
                 # the median of each round's ratio: a round's two setups ran back to back

@@ -54,8 +54,9 @@ class Server:
     """`python -m modelyard serve` in a subprocess."""
 
     def __init__(self, home: Path, *, python: str = sys.executable, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), api_key: str | None = None):
         self.home = home
+        self.api_key = api_key  # what http() sends
         self.python = python
         self.args = args
         self.port = free_port()
@@ -103,8 +104,10 @@ class Server:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+    def http(self, api_key: str | None = None) -> httpx.Client:
+        key = api_key or self.api_key
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
 
 def register_flexible(http: httpx.Client, name: str, launcher: str, launcher_args: dict | None = None,
@@ -112,3 +115,25 @@ def register_flexible(http: httpx.Client, name: str, launcher: str, launcher_arg
     spec = {"model_name": name, "launcher": launcher, "model_uri": "/path/to/model",
             "launcher_args": json.dumps(launcher_args or {}), **extra}
     return http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec), "persist": persist})
+
+
+def llm_template(name, uri, **extra):
+    """Xinference's version-2 custom LLM template, filled in."""
+    return {"version": 2, "context_length": 256, "model_name": name, "model_lang": ["en"],
+            "model_ability": ["generate", "chat"], "model_description": "tiny test model", "model_family": "tiny",
+            "model_specs": [{"model_format": "pytorch", "model_size_in_billions": "0_001", "quantization": "none",
+                             "model_id": None, "model_hub": "huggingface", "model_uri": uri, "model_revision": None}],
+            "chat_template": None, "stop_token_ids": None, "stop": None, "reasoning_start_tag": None,
+            "reasoning_end_tag": None, "cache_config": None,
+            "virtualenv": {"packages": [], "inherit_pip_config": True, "index_url": None, "extra_index_url": None,
+                           "find_links": None, "trusted_host": None, "no_build_isolation": None},
+            "is_builtin": False, **extra}
+
+
+def launch_tiny_llm(http: httpx.Client, model_dir: str, name: str = "tiny") -> None:
+    """Register the tiny test LLM under `name` and launch it with the transformers engine."""
+    spec = json.dumps(llm_template(name, f"file://{model_dir}"))
+    assert http.post("/v1/model_registrations/LLM", json={"model": spec}).status_code == 200
+    response = http.post("/v1/models", json={"model_name": name, "model_type": "LLM",
+                                             "model_engine": "transformers"}, timeout=300)
+    assert response.status_code == 200, response.text

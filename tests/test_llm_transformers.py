@@ -13,7 +13,7 @@ import openai
 import pytest
 from xinference_client import RESTfulClient
 
-from helpers import TESTS, Server, wait_until
+from helpers import TESTS, Server, launch_tiny_llm, llm_template, wait_until
 
 sys.path.insert(0, str(TESTS / "fixtures" / "llm"))
 import tiny_llama  # noqa: E402
@@ -33,30 +33,13 @@ def tokenizer(model_dir):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def llm_template(name, uri, **extra):
-    """Xinference's version-2 custom LLM template, filled in."""
-    return {"version": 2, "context_length": 256, "model_name": name, "model_lang": ["en"],
-            "model_ability": ["generate", "chat"], "model_description": "tiny test model", "model_family": "tiny",
-            "model_specs": [{"model_format": "pytorch", "model_size_in_billions": "0_001", "quantization": "none",
-                             "model_id": None, "model_hub": "huggingface", "model_uri": uri, "model_revision": None}],
-            "chat_template": None, "stop_token_ids": None, "stop": None, "reasoning_start_tag": None,
-            "reasoning_end_tag": None, "cache_config": None,
-            "virtualenv": {"packages": [], "inherit_pip_config": True, "index_url": None, "extra_index_url": None,
-                           "find_links": None, "trusted_host": None, "no_build_isolation": None},
-            "is_builtin": False, **extra}
-
-
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory, model_dir):
     env = {"MODELYARD_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     srv = Server(tmp_path_factory.mktemp("llm"), env=env).start()
     with srv.http() as http:
-        spec = json.dumps(llm_template("tiny", f"file://{model_dir}"))
-        assert http.post("/v1/model_registrations/LLM", json={"model": spec}).status_code == 200
-        response = http.post("/v1/models", json={"model_name": "tiny", "model_type": "LLM",
-                                                 "model_engine": "transformers"}, timeout=300)
-        assert response.status_code == 200, response.text
+        launch_tiny_llm(http, model_dir)
     yield srv
     srv.stop()
 

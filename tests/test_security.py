@@ -42,7 +42,7 @@ def dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sec(dirs):
-    srv = Server(dirs["root"] / "home", args=("--cors-origins", "https://app.example"), env={
+    srv = Server(dirs["root"] / "home", args=("--cors-origins", "https://app.example"), api_key=SECRET, env={
         "UV_OFFLINE": "1",
         "MODELYARD_ALLOWED_LAUNCHERS": "security_models.*,venv_models.*",
         "MODELYARD_ALLOWED_ENVS": "MY_MODEL_SETTING,LD_PRELOAD,PYTHONPATH",
@@ -340,7 +340,8 @@ def test_no_cors_headers_unless_origins_are_named(server):
 
 
 def test_a_foreign_host_is_refused(sec, dirs, marking):
-    rebound = httpx.Client(base_url=sec.url, headers={"host": f"attacker.example:{sec.port}"}, timeout=30)
+    rebound = sec.http()
+    rebound.headers["host"] = f"attacker.example:{sec.port}"
     with rebound:
         refused(rebound.get("/status"), 421, "'attacker.example'", "--allowed-hosts")
         body = {"model_name": marking, "model_type": "flexible", "load_marker": str(dirs["marker"])}
@@ -360,5 +361,6 @@ def test_allowed_hosts_are_answered(tmp_path):
         srv.stop()
 
 
-def test_the_server_says_whom_it_trusts_at_start(sec):
-    assert "without API keys: it trusts every user and program on this machine" in sec.log()
+def test_the_server_says_whom_it_trusts_at_start(server):
+    """The shared server has no keys."""
+    assert "without API keys: it trusts every user and program on this machine" in server.log()

@@ -90,8 +90,10 @@ def test_persisted_registrations_reload_and_others_do_not(plugins, tmp_path):
 def test_a_corrupt_persisted_row_is_skipped(plugins, tmp_path):
     path = tmp_path / "db.sqlite"
     store = Store(path)
-    store.execute("INSERT INTO registrations VALUES (?, ?, ?, ?)", ("flexible", "broken", "{not json", 0.0))
-    store.execute("INSERT INTO registrations VALUES (?, ?, ?, ?)", ("nonsense-type", "x", "{}", 0.0))
+    store.execute("INSERT INTO registrations (model_type, model_name, spec, created_at) VALUES (?, ?, ?, ?)",
+                  ("flexible", "broken", "{not json", 0.0))
+    store.execute("INSERT INTO registrations (model_type, model_name, spec, created_at) VALUES (?, ?, ?, ?)",
+                  ("nonsense-type", "x", "{}", 0.0))
     Registry(plugins, store).register("flexible", flexible("fine"), persist=True)
     registry = Registry(plugins, store)
     assert [e.registration.model_name for e in registry.list("flexible")] == ["builtin-scorer", "fine"]

@@ -71,12 +71,20 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-endpoint_option = click.option("--endpoint", default=None, metavar="URL",
-                               help="Server URL [default: $MODELYARD_ENDPOINT or http://127.0.0.1:9997]")
+def endpoint_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--endpoint` and `--api-key`, the two things a client command needs to reach a server."""
+    func = click.option("--api-key", default=None, metavar="KEY", envvar="MODELYARD_API_KEY", show_envvar=True,
+                        help="API key, sent as 'Authorization: Bearer KEY'.")(func)
+    return click.option("--endpoint", default=None, metavar="URL",
+                        help="Server URL [default: $MODELYARD_ENDPOINT or http://127.0.0.1:9997]")(func)
+
+
+class Unreachable(click.ClickException):
+    """No server answers at the endpoint."""
 
 
 @contextlib.contextmanager
-def connected(endpoint: str | None) -> Iterator[Any]:
+def connected(endpoint: str | None, api_key: str | None = None) -> Iterator[Any]:
     """A client for `endpoint`; its errors become one-line messages instead of tracebacks."""
     import httpx
 
@@ -84,12 +92,12 @@ def connected(endpoint: str | None) -> Iterator[Any]:
 
     url = endpoint or config.endpoint()
     try:
-        with Client(url) as client:
+        with Client(url, api_key=api_key) as client:
             yield client
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from None
     except httpx.TransportError as exc:
-        raise click.ClickException(f"Cannot reach the modelyard server at {url}: {exc}") from None
+        raise Unreachable(f"Cannot reach the modelyard server at {url}: {exc}") from None
 
 
 def client_command(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,8 +105,8 @@ def client_command(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @endpoint_option
     @functools.wraps(func)
-    def wrapper(endpoint: str | None, **kwargs: Any) -> Any:
-        with connected(endpoint) as client:
+    def wrapper(endpoint: str | None, api_key: str | None, **kwargs: Any) -> Any:
+        with connected(endpoint, api_key) as client:
             return func(client, **kwargs)
 
     return wrapper
@@ -335,14 +343,14 @@ def venv_prune(client) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @click.option("--local", is_flag=True, help="Show the plugins this machine's Python loads, without a server.")
 @endpoint_option
-def plugins(as_json: bool, local: bool, endpoint: str | None) -> None:
+def plugins(as_json: bool, local: bool, endpoint: str | None, api_key: str | None) -> None:
     """List plugins, their versions, what they registered and any load error."""
     if local:
         from modelyard.plugins import get_plugins
 
         rows = get_plugins().describe()
     else:
-        with connected(endpoint) as client:
+        with connected(endpoint, api_key) as client:
             rows = client.list_plugins()
     if as_json:
         _echo_json(rows)
@@ -351,6 +359,109 @@ def plugins(as_json: bool, local: bool, endpoint: str | None) -> None:
         row["registered"] = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["registered"].items())
         row["version"] = row["version"] or ""
     click.echo(format_table(rows, ["name", "distribution", "version", "registered", "error"]))
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: create, list, revoke.
+
+    Against the server at --endpoint (with an admin key); with --local, or when no server answers
+    there, in the state folder (MODELYARD_HOME) itself, which is how the first key is made.
+    """
+
+
+class LocalKeys:
+    """The key calls of the client, made on the state folder's database."""
+
+    def __init__(self) -> None:
+        from modelyard.keys import KeyStore
+        from modelyard.store import Store
+
+        self.home = config.home()
+        self.store = Store(self.home / "modelyard.db")
+        self.keys = KeyStore(self.store)
+
+    def create_key(self, scopes: list[str], models: list[str], expires_in: str | None, name: str | None) -> dict:
+        key, value = self.keys.create(scopes, models=models, expires_in=expires_in, name=name)
+        return {**key.describe(), "key": value}
+
+    def list_keys(self) -> list[dict]:
+        return [key.describe() for key in self.keys.list()]
+
+    def revoke_key(self, key_id: str) -> dict:
+        return self.keys.revoke(key_id).describe()
+
+
+def key_commands(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a `keys` command `--local`, `--endpoint`, `--api-key`, and the client or LocalKeys to use."""
+
+    @click.option("--local", is_flag=True, help="Use the state folder (MODELYARD_HOME), not a server.")
+    @endpoint_option
+    @functools.wraps(func)
+    def wrapper(local: bool, endpoint: str | None, api_key: str | None, **kwargs: Any) -> Any:
+        if not local:
+            try:
+                with connected(endpoint, api_key) as client:
+                    client.status()
+                    return func(client, **kwargs)
+            except Unreachable:
+                pass
+            click.echo(f"No server answers at {endpoint or config.endpoint()}; using the state folder "
+                       f"{config.home()}.", err=True)
+        backend = LocalKeys()
+        try:
+            return func(backend, **kwargs)
+        except ModelyardError as exc:
+            raise click.ClickException(exc.message) from None
+        finally:
+            backend.store.close()
+
+    return wrapper
+
+
+def _when(timestamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else None
+
+
+@keys.command("create")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["inference", "models:read", "models:launch", "models:register", "admin"]),
+              help="A scope of the key (repeatable).")
+@click.option("--models", "models", multiple=True, metavar="PATTERN",
+              help="Limit an inference key to these model uids or name patterns (repeatable).")
+@click.option("--expires", default=None, metavar="DURATION", help="Expire after e.g. 30d, 12h, 3600.")
+@click.option("--name", default=None, help="What the key is for.")
+@key_commands
+def keys_create(backend, scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None,
+                name: str | None) -> None:
+    """Create a key; its value is shown this once."""
+    created = backend.create_key(list(scopes), list(models), expires, name)
+    click.echo(f"Created key {created['id']} ({', '.join(created['scopes'])}"
+               + (f"; models {', '.join(created['models'])}" if created["models"] else "")
+               + (f"; expires {_when(created['expires_at'])}" if created["expires_at"] else "") + ").")
+    click.echo("Its value, shown this once; keep it:", err=True)
+    click.echo(created["key"])
+
+
+@keys.command("list")
+@key_commands
+def keys_list(backend) -> None:
+    """List the keys by id and prefix (never their values)."""
+    rows = backend.list_keys()
+    for row in rows:
+        for field in ("created_at", "expires_at", "last_used_at", "revoked_at"):
+            row[field] = _when(row[field])
+    click.echo(format_table(rows, ["id", "prefix", "name", "scopes", "models", "created_at", "expires_at",
+                                   "last_used_at", "revoked_at"]))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@key_commands
+def keys_revoke(backend, key_id: str) -> None:
+    """Revoke a key: it stops working at once."""
+    backend.revoke_key(key_id)
+    click.echo(f"Revoked key {key_id}.")
 
 
 def main(argv: list[str] | None = None) -> None:

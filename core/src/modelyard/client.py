@@ -103,9 +103,13 @@ def _handle_class(description: dict[str, Any]) -> type[ModelHandle]:
 
 
 class Client:
-    def __init__(self, base_url: str | None = None, *, timeout: float = 60.0):
+    """`api_key` (default `MODELYARD_API_KEY`) is sent as `Authorization: Bearer <key>`."""
+
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0):
         self.base_url = (base_url or config.endpoint()).rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        api_key = api_key or config.api_key()
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -191,3 +195,17 @@ class Client:
 
     def prune_virtualenvs(self) -> list[str]:
         return self._request("POST", "/v1/virtualenvs/prune")["removed"]
+
+    # -- API keys (admin) -----------------------------------------------------------------
+
+    def create_key(self, scopes: list[str], models: list[str] | None = None, expires_in: str | float | None = None,
+                   name: str | None = None) -> dict[str, Any]:
+        """A new key: its `key` value is in this answer only."""
+        return self._request("POST", "/v1/keys", json={"scopes": scopes, "models": models or [],
+                                                       "expires_in": expires_in, "name": name})
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/keys")["keys"]
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/keys/{key_id}")

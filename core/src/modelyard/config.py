@@ -22,6 +22,11 @@ def endpoint() -> str:
     return os.environ.get("MODELYARD_ENDPOINT") or DEFAULT_ENDPOINT
 
 
+def api_key() -> str | None:
+    """The key clients send: `MODELYARD_API_KEY`."""
+    return os.environ.get("MODELYARD_API_KEY") or None
+
+
 def stream_window() -> float:
     """`MODELYARD_STREAM_FLUSH_MS` (default 10) in seconds: the longest a streamed item may wait to be
     handed on together with the items that follow it. Grouping a fast stream's items saves a wake-up

@@ -25,6 +25,13 @@ class InvalidRequest(ModelyardError):
     type = "invalid_request_error"
 
 
+class Unauthenticated(ModelyardError):
+    """No API key, or one that is unknown, revoked or expired."""
+
+    status = 401
+    type = "authentication_error"
+
+
 class Forbidden(ModelyardError):
     """The server's settings do not allow this; the message names the setting that would."""
 
@@ -60,8 +67,10 @@ class Unavailable(ModelyardError):
     type = "service_unavailable"
 
 
-_BY_TYPE = {cls.type: cls for cls in (InvalidRequest, Forbidden, NotFound, Conflict, ModelError, Unavailable)}
-_BY_STATUS = {cls.status: cls for cls in (InvalidRequest, Forbidden, NotFound, Conflict, Unavailable)}
+_BY_TYPE = {cls.type: cls for cls in (InvalidRequest, Unauthenticated, Forbidden, NotFound, Conflict, ModelError,
+                                        Unavailable)}
+_BY_STATUS = {cls.status: cls for cls in (InvalidRequest, Unauthenticated, Forbidden, NotFound, Conflict,
+                                            Unavailable)}
 
 
 def rebuild_error(error_type: str | None, status: int, message: str) -> ModelyardError:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import ValidationError
 
 from modelyard.errors import Conflict, InvalidRequest, NotFound
+from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins
 from modelyard.store import Store
 from modelyard.types import ModelType, Registration, json_object
@@ -54,6 +55,7 @@ class Entry:
     registration: Registration
     builtin: bool
     persisted: bool = False
+    registered_by: str | None = None  # the id of the API key that registered it
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -62,17 +64,19 @@ class Entry:
             "is_builtin": self.builtin,
             "is_persisted": self.persisted,
             "model_description": self.registration.model_description,
+            "registered_by": self.registered_by,
         }
 
     def detail(self) -> dict[str, Any]:
         data = self.registration.model_dump(mode="json")
         data["is_builtin"] = self.builtin
+        data["registered_by"] = self.registered_by
         return data
 
 
 class Registry:
     def __init__(self, plugins: Plugins, store: Store | None,
-                 check: Callable[[Registration], None] | None = None):
+                 check: Callable[[Registration, ApiKey | None], None] | None = None):
         self.plugins = plugins
         self.store = store
         # the server's gates: what a registration may name (launcher paths, package sources)
@@ -83,15 +87,16 @@ class Registry:
             self._load_persisted()
 
     def _load_persisted(self) -> None:
-        for model_type, name, spec in self.store.execute(
-                "SELECT model_type, model_name, spec FROM registrations ORDER BY created_at"):
+        for model_type, name, spec, key_id in self.store.execute(
+                "SELECT model_type, model_name, spec, key_id FROM registrations ORDER BY created_at"):
             try:
                 mt = self.plugins.model_type(model_type)
                 registration = mt.parse(json.loads(spec))
             except Exception as exc:  # a row written by another version must not stop the server
                 log.warning("skipping persisted registration %s/%s: %s", model_type, name, exc)
                 continue
-            self._custom[(mt.name, name)] = Entry(mt.name, registration, builtin=False, persisted=True)
+            self._custom[(mt.name, name)] = Entry(mt.name, registration, builtin=False, persisted=True,
+                                                  registered_by=key_id)
 
     # -- parsing --------------------------------------------------------------------------
 
@@ -111,7 +116,8 @@ class Registry:
 
     # -- custom registrations -------------------------------------------------------------
 
-    def register(self, model_type: str, model: str | dict[str, Any], persist: bool) -> Entry:
+    def register(self, model_type: str, model: str | dict[str, Any], persist: bool,
+                 key: ApiKey | None = None) -> Entry:
         mt, registration = self.parse(model_type, model)
         name = registration.model_name
         if not MODEL_NAME.match(name):
@@ -127,9 +133,10 @@ class Registry:
             if not path.exists():
                 raise InvalidRequest(f"model_uri {uri!r} does not exist on this machine.")
         if self.check is not None:
-            self.check(registration)
+            self.check(registration, key)
         registration.is_builtin = False
-        entry = Entry(mt.name, registration, builtin=False, persisted=persist)
+        key_id = key.id if key is not None else None
+        entry = Entry(mt.name, registration, builtin=False, persisted=persist, registered_by=key_id)
         with self._lock:
             if (mt.name, name) in self.plugins.catalogue:
                 raise Conflict(f"model_name {name!r} is taken by a builtin {mt.name} model; choose another.")
@@ -138,8 +145,8 @@ class Registry:
                                "unregister it first or choose another name.")
             if persist and self.store is not None:
                 self.store.execute(
-                    "INSERT INTO registrations (model_type, model_name, spec, created_at) VALUES (?, ?, ?, ?)",
-                    (mt.name, name, registration.model_dump_json(), time.time()))
+                    "INSERT INTO registrations (model_type, model_name, spec, created_at, key_id) "
+                    "VALUES (?, ?, ?, ?, ?)", (mt.name, name, registration.model_dump_json(), time.time(), key_id))
             self._custom[(mt.name, name)] = entry
         return entry
 

@@ -18,7 +18,21 @@ CREATE TABLE IF NOT EXISTS registrations (
     created_at REAL NOT NULL,
     PRIMARY KEY (model_type, model_name)
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    name TEXT,
+    scopes TEXT NOT NULL,
+    models TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    last_used_at REAL,
+    revoked_at REAL
+);
 """
+# Columns added after a table's first release: (table, column, type).
+ADDED_COLUMNS = (("registrations", "key_id", "TEXT"),)
 
 
 class Store:
@@ -30,6 +44,9 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            if column not in {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Run one statement in its own transaction and return its rows."""
@@ -42,6 +59,11 @@ class Store:
                 raise
             self._conn.execute("COMMIT")
             return rows
+
+    def data_version(self) -> int:
+        """A number that changes when another connection (another process) commits a change."""
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,15 +13,18 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from modelyard import config
+from modelyard.keys import KeyStore
 from modelyard.plugins import get_plugins
 from modelyard.registry import Registry
 from modelyard.store import Store
 from modelyard.venv import Virtualenvs
 from modelyard_server import __version__
+from modelyard_server.auth import Authentication
 from modelyard_server.errors import install_error_handlers
-from modelyard_server.guard import RequestGuard, is_loopback
+from modelyard_server.guard import RequestGuard, is_loopback, machine_names
 from modelyard_server.local_backend import LocalProcessBackend
 from modelyard_server.routes import (
+    api_keys,
     engines,
     flexible,
     models,
@@ -34,46 +40,91 @@ from modelyard_server.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
+# Last-used times of keys are kept in memory and written this often (and at shutdown).
+KEY_USE_FLUSH_SECONDS = 30.0
+
 
 def create_app(home: Path | None = None, settings: Settings | None = None) -> FastAPI:
     home = home or config.home()
     settings = settings or Settings.from_env()
+    authentication = Authentication()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         home.mkdir(parents=True, exist_ok=True)
         plugins = get_plugins()
         store = Store(home / "modelyard.db")
+        keys = open_keys(store)
         registry = Registry(plugins, store,
-                            check=lambda registration: settings.gates.check_registration(registration, plugins))
+                            check=lambda registration, key: settings.gates.check_registration(registration, plugins,
+                                                                                               key))
         supervisor = Supervisor(plugins, registry, LocalProcessBackend(home), Virtualenvs(home / "virtualenvs"),
                                 settings)
         supervisor.start()
-        announce_mode(settings)
-        app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, time.time())
+        authentication.keys = keys
+        flusher = asyncio.get_running_loop().create_task(_flush_key_uses(keys))
+        announce_mode(settings, keys.enabled)
+        app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, keys, time.time())
         try:
             yield
         finally:
+            flusher.cancel()
             await supervisor.shutdown()
+            keys.flush_uses()
             store.close()
 
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RequestGuard, bind_host=settings.bind_host, allowed_hosts=settings.allowed_hosts,
-                       cors_origins=settings.cors_origins)
+                       cors_origins=settings.cors_origins, authentication=authentication)
     # Inference routes first: the router tries routes in order, and they carry the traffic.
-    for module in (openai_chat, openai_completions, flexible, models, registrations, engines, status, virtualenvs):
+    for module in (openai_chat, openai_completions, flexible, models, registrations, engines, status, virtualenvs,
+                   api_keys):
         app.include_router(module.router)
     return app
 
 
-def announce_mode(settings: Settings) -> None:
+def open_keys(store: Store) -> KeyStore:
+    """The state's keys, with MODELYARD_ADMIN_KEY made (or confirmed) an admin key."""
+    keys = KeyStore(store)
+    admin = os.environ.get("MODELYARD_ADMIN_KEY")
+    if admin:
+        keys.ensure_admin(admin)
+    return keys
+
+
+async def _flush_key_uses(keys: KeyStore) -> None:
+    while True:
+        await asyncio.sleep(KEY_USE_FLUSH_SECONDS)
+        await asyncio.to_thread(keys.flush_uses)
+
+
+def check_before_serving(home: Path, settings: Settings) -> Settings:
+    """Refuse to serve beyond loopback without keys; with keys on, answer to the machine's own names."""
+    store = Store(home / "modelyard.db")
+    try:
+        keys_on = open_keys(store).enabled
+    finally:
+        store.close()
+    if not keys_on and not is_loopback(settings.bind_host) and not settings.insecure_no_auth:
+        raise SystemExit(
+            f"modelyard will not serve on {settings.bind_host} without API keys: anyone who can reach that address "
+            "could run code on this machine. Make an admin key first (`modelyard keys create --scope admin`, which "
+            f"writes to {home} while no server runs, or set MODELYARD_ADMIN_KEY), then start again; use TLS "
+            "(--ssl-certfile/--ssl-keyfile) or a proxy beyond loopback. --insecure-no-auth serves without keys.")
+    if keys_on and not settings.allowed_hosts:
+        return dataclasses.replace(settings, allowed_hosts=tuple(sorted(machine_names())))
+    return settings
+
+
+def announce_mode(settings: Settings, keys_on: bool) -> None:
     """Say at start whom the server trusts."""
-    if is_loopback(settings.bind_host):
-        log.warning("modelyard is bound to %s without API keys: it trusts every user and program on this machine. "
-                    "Pages in a browser cannot reach it (foreign Host and Origin headers are refused).",
-                    settings.bind_host)
+    if keys_on:
+        log.info("API keys are on: every route but /status, /v1/cluster/auth and the API docs needs one.")
+    elif is_loopback(settings.bind_host):
+        log.warning("modelyard is bound to %s without API keys: it trusts every user and program on this machine "
+                    "(pages in a browser cannot reach it: foreign Host and Origin headers are refused). "
+                    "`modelyard keys create --scope admin` turns keys on.", settings.bind_host)
     else:
-        log.warning("modelyard is bound to %s without API keys: anyone who can reach this address can launch "
-                    "models and call them. Bind to 127.0.0.1, or put an authenticating proxy in front.",
-                    settings.bind_host)
+        log.warning("modelyard is bound to %s WITHOUT API KEYS (--insecure-no-auth): anyone who can reach this "
+                    "address can launch models and run code on this machine.", settings.bind_host)

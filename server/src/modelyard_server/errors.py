@@ -50,7 +50,10 @@ def _describe(errors: list[dict]) -> tuple[str, str | None, bool]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelyardError)
     async def _ours(_request: Request, exc: ModelyardError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.type)
+        response = error_response(exc.status, exc.message, exc.type)
+        if exc.status == 401:
+            response.headers["www-authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ allow it, with a 403 that names the setting and the value that would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from modelyard import config, pipconfig
 from modelyard.errors import Forbidden, InvalidRequest
+from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins, is_import_path
 from modelyard.types import Registration, VirtualEnvSettings
 from modelyard.types.flexible import FlexibleRegistration
@@ -224,16 +226,52 @@ class Gates:
 
     # -- whole requests -----------------------------------------------------------------------
 
-    def check_registration(self, registration: Registration, plugins: Plugins) -> None:
+    def check_registration(self, registration: Registration, plugins: Plugins, key: ApiKey | None = None) -> None:
         if isinstance(registration, FlexibleRegistration):
             self.check_launcher(registration.launcher, plugins)
+            if is_import_path(registration.launcher) and registration.launcher not in plugins.launchers:
+                require_admin(key, f"Registering a launcher given as an import path ({registration.launcher!r})")
+        if registration.virtualenv is not None and registration.virtualenv.packages:
+            require_admin(key, "Registering virtualenv packages (their builds run code)")
+        if asks_remote_code(registration.model_dump()):
+            require_admin(key, "trust_remote_code (it runs the model repository's code)")
         self.check_virtualenv(registration.virtualenv)
 
-    def check_launch(self, request: Any, registration: Registration, plugins: Plugins) -> None:
+    def check_launch(self, request: Any, registration: Registration, plugins: Plugins,
+                     key: ApiKey | None = None) -> None:
         """A launch re-checks its registration too: the settings may have changed since."""
         self.check_envs(request.envs or {})
         if isinstance(registration, FlexibleRegistration):
             self.check_launcher(registration.launcher, plugins)
+            if is_import_path(registration.launcher) and registration.launcher not in plugins.launchers:
+                require_admin(key, f"Launching a launcher given as an import path ({registration.launcher!r})")
+        if request.virtual_env_packages:
+            require_admin(key, "virtual_env_packages (their builds run code)")
+        if asks_remote_code(request.model_extra) or asks_remote_code(registration.model_dump()):
+            require_admin(key, "trust_remote_code (it runs the model repository's code)")
         if request.enable_virtual_env is not False:
             self.check_virtualenv(registration.virtualenv, request.virtual_env_packages or (),
                                   request.virtual_env_find_links or ())
+
+
+def require_admin(key: ApiKey | None, what: str) -> None:
+    """With keys on, what runs code on the host needs an admin key (on top of the allow-lists)."""
+    if key is not None and not key.admin:
+        raise Forbidden(f"{what} needs an admin key; this key has {', '.join(key.scopes)}.")
+
+
+def asks_remote_code(value: Any, _depth: int = 0) -> bool:
+    """Whether `trust_remote_code` is set anywhere in launch options, launcher_args or their nested kwargs."""
+    if _depth > 16:
+        return False
+    if isinstance(value, str) and _depth > 0 and "trust_remote_code" in value:
+        try:  # Xinference's launcher_args: a JSON string
+            return asks_remote_code(json.loads(value), _depth + 1)
+        except ValueError:
+            return False
+    if isinstance(value, dict):
+        return any((k == "trust_remote_code" and v not in (False, None, 0, "false", "False", ""))
+                   or asks_remote_code(v, _depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(asks_remote_code(v, _depth + 1) for v in value)
+    return False

@@ -9,7 +9,8 @@ browser sends without asking first). So:
 - a request that changes state or runs a model (any method but GET/HEAD/OPTIONS) whose `Origin`
   is neither the server itself nor one of `--cors-origins`: 403, bodyless requests included;
 - a body that is not JSON: 415 (every route reads JSON; upload routes name their own types);
-- CORS headers only for the origins `--cors-origins` names.
+- CORS headers only for the origins `--cors-origins` names;
+- with keys on, the request's key (or its lack) noted for the route to check (auth.py).
 
 It reads the headers once per request and keeps no state but a small cache of Host decisions.
 """
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
+from modelyard_server.auth import SCOPE_KEY, Authentication
 from modelyard_server.errors import error_body
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -78,8 +80,9 @@ def _is_json(content_type: bytes | None) -> bool:
 
 class RequestGuard:
     def __init__(self, app: Any, *, bind_host: str, allowed_hosts: Iterable[str] = (),
-                 cors_origins: Iterable[str] = ()):
+                 cors_origins: Iterable[str] = (), authentication: Authentication | None = None):
         self.app = app
+        self.authentication = authentication or Authentication()
         self.bind_host = bind_host
         patterns = {_host_name(h) if "*" not in h else h.lower() for h in allowed_hosts}
         if _host_name(bind_host) in WILDCARD_BINDS or bind_host in WILDCARD_BINDS:
@@ -112,11 +115,13 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = content_type = preflight = None
+        host = origin = content_type = preflight = authorization = None
         has_body = False
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value
+            elif name == b"authorization":
+                authorization = value
             elif name == b"origin":
                 origin = value
             elif name == b"content-type":
@@ -151,6 +156,9 @@ class RequestGuard:
             await _refuse(send, 415, f"The request body must be JSON, sent with 'Content-Type: application/json' "
                                      f"(this request's content type: {given}).")
             return
+        key = self.authentication.identify(authorization)
+        if key is not None:
+            scope[SCOPE_KEY] = key  # each route checks it against its scopes (auth.py)
         if cross_site and self.cors_origins and self._cors_allowed(origin):
             await self.app(scope, receive, _with_cors(send, origin))
             return

@@ -25,10 +25,13 @@ def register_commands(cli):
     @click.option("--cors-origins", multiple=True, metavar="ORIGINS",
                   help="Web origins (comma-separated, e.g. 'https://app.example.com') whose pages may call the "
                        "server; none by default. Adds to MODELYARD_CORS_ORIGINS.")
-    def serve(host: str, port: int, log_level: str, access_log: bool, allow_launchers: tuple[str, ...],
-              allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
+    @click.option("--insecure-no-auth", is_flag=True,
+                  help="Serve beyond loopback without API keys (refused otherwise).")
+    @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+                  help="TLS certificate; use TLS or a proxy beyond loopback.")
+    @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS key.")
+    def serve(host: str, port: int, log_level: str, access_log: bool, **options) -> None:
         """Start the modelyard server."""
         from modelyard_server.serve import run
 
-        run(host=host, port=port, log_level=log_level, access_log=access_log, allow_launchers=allow_launchers,
-            allowed_hosts=allowed_hosts, cors_origins=cors_origins)
+        run(host=host, port=port, log_level=log_level, access_log=access_log, **options)

@@ -41,10 +41,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     # Origins whose pages may call the server (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # Serve beyond loopback without keys (`--insecure-no-auth`).
+    insecure_no_auth: bool = False
 
     @classmethod
     def from_env(cls, *, bind_host: str = config.DEFAULT_HOST, allow_launchers: Iterable[str] = (),
-                 allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()) -> Settings:
+                 allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (),
+                 insecure_no_auth: bool = False) -> Settings:
         """The environment's settings, plus what `modelyard serve`'s options add."""
         config.stream_window()  # read by every worker: a bad value stops the server now, not each launch
         return cls(
@@ -57,6 +60,7 @@ class Settings:
             bind_host=bind_host,
             allowed_hosts=comma_list(os.environ.get("MODELYARD_ALLOWED_HOSTS")) + _split(allowed_hosts),
             cors_origins=comma_list(os.environ.get("MODELYARD_CORS_ORIGINS")) + _split(cors_origins),
+            insecure_no_auth=insecure_no_auth,
         )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import Request
 
+from modelyard.keys import KeyStore
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
 from modelyard.store import Store
@@ -20,6 +21,7 @@ class ServerState:
     store: Store
     registry: Registry
     supervisor: Supervisor
+    keys: KeyStore
     started_at: float
 
 

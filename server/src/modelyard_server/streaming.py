@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from modelyard.errors import ModelyardError
 from modelyard.worker import protocol as wire
+from modelyard_server.auth import require_model
 from modelyard_server.errors import error_body
 
 T = TypeVar("T")
@@ -82,6 +83,7 @@ async def llm_response(request: Request, uid: str, method: str, args: list[Any],
     from modelyard_server.state import server_state
 
     supervisor = server_state(request).supervisor
+    require_model(request, uid, supervisor.model_name(uid))
     if stream:
         items = await first_then_rest(supervisor.stream(uid, method, args, {}, model_type="LLM",
                                                         mode=wire.MODE_STREAM))

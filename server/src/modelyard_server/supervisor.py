@@ -18,12 +18,14 @@ from typing import Any
 
 from modelyard import engines, venv
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
+from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins, is_import_path
 from modelyard.registry import Registry
 from modelyard.types import ModelSpec, ModelType, Registration
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
+from modelyard_server.gates import require_admin
 from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail, rotate_log
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.settings import Settings
@@ -58,6 +60,7 @@ class ModelRecord:
     stderr_tail: str | None = None
     env_key: str | None = None
     spec: ModelSpec | None = None
+    launched_by: str | None = None  # the id of the API key that launched it
     # every stage the launch went through, so a client polling slowly still sees each one
     history: list[dict[str, Any]] = field(
         default_factory=lambda: [{"stage": "queued", "progress": 0.0, "message": "", "at": time.time()}])
@@ -91,6 +94,7 @@ class ModelRecord:
             "exit_code": self.exit_code,
             "stderr_tail": self.stderr_tail,
             "virtualenv": self.env_key,
+            "launched_by": self.launched_by,
         }
         if isinstance(reg, FlexibleRegistration):
             described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
@@ -163,15 +167,18 @@ class Supervisor:
             raise InvalidRequest(f"model_path {request.model_path!r} does not exist on this machine.")
         return engine.name, spec, engine.requirements
 
-    async def launch(self, request: LaunchModelRequest, wait_ready: bool = True) -> ModelRecord:
+    async def launch(self, request: LaunchModelRequest, wait_ready: bool = True,
+                     key: ApiKey | None = None) -> ModelRecord:
         entry = self.registry.get(request.model_type, request.model_name)
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration
-        self.settings.gates.check_launch(request, registration, self.plugins)
+        self.settings.gates.check_launch(request, registration, self.plugins, key)
         engine_name, spec, requirements = self._choose_runner(request, model_type, registration)
         env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
                         extra_packages=request.virtual_env_packages or (),
                         extra_find_links=request.virtual_env_find_links or (), requirements=requirements)
+        if env is not None and not self.venvs.complete(env.key):
+            require_admin(key, f"Building a virtualenv ({', '.join(env.packages)}: their builds run code)")
         uid = self._allocate_uid(request)
         stale = self.models.get(uid)
         if stale is not None:  # a FAILED model under the uid asked for: the new launch replaces it
@@ -179,7 +186,8 @@ class Supervisor:
         record = ModelRecord(uid=uid, model_name=request.model_name, model_type=model_type.name,
                              registration=registration, abilities=registration.abilities(model_type),
                              engine=engine_name, launcher=getattr(registration, "launcher", None), spec=spec,
-                             env_key=env.key if env is not None else None)
+                             env_key=env.key if env is not None else None,
+                             launched_by=key.id if key is not None else None)
         self.models[uid] = record
         if env is not None:
             self.venvs.acquire(env.key, uid)  # before the build, so nobody removes it under us
@@ -251,6 +259,10 @@ class Supervisor:
         log.warning("model %s: worker exited with code %s", record.uid, code)
 
     # -- calls ----------------------------------------------------------------------------
+
+    def model_name(self, uid: str) -> str | None:
+        record = self.models.get(uid)
+        return record.model_name if record is not None else None
 
     def get(self, uid: str) -> ModelRecord:
         record = self.models.get(uid)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 
 from modelyard import engines
 from modelyard.errors import NotFound
+from modelyard_server.auth import scoped
 from modelyard_server.state import server_state
 
-router = APIRouter(prefix="/v1/engines")
+router = APIRouter(prefix="/v1/engines", route_class=scoped("models:read"))
 
 
 @router.get("/{model_type}/{model_name}")

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from modelyard.errors import InvalidRequest
+from modelyard_server.auth import require_model, scoped
 from modelyard_server.state import server_state
 from modelyard_server.streaming import cancel_on_disconnect, first_then_rest, sse
 
-router = APIRouter()
+router = APIRouter(route_class=scoped("inference"))
 
 
 @router.post("/v1/flexible/infers", openapi_extra={"parameters": [
@@ -37,6 +38,7 @@ async def infer(request: Request) -> Response:
     if not isinstance(args, list):
         raise InvalidRequest('"args" must be a JSON array of positional arguments.')
     supervisor = server_state(request).supervisor
+    require_model(request, uid, supervisor.model_name(uid))
     if stream:
         chunks = await first_then_rest(supervisor.stream(uid, "infer", args, body, model_type="flexible"))
         return StreamingResponse(sse(chunks), media_type="text/event-stream")

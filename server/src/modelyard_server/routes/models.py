@@ -5,33 +5,37 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 
 from modelyard.errors import InvalidRequest
+from modelyard_server.auth import request_key, require_model, scoped, scopes
 from modelyard_server.local_backend import log_tail
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.state import server_state
 
-router = APIRouter(prefix="/v1/models")
+router = APIRouter(prefix="/v1/models", route_class=scoped("models:read"))
 
 
-@router.post("")
+@router.post("", openapi_extra=scopes("models:launch"))
 async def launch(body: LaunchModelRequest, request: Request, wait_ready: bool = True) -> dict:
     problems = body.unsupported()
     if problems:
         raise InvalidRequest("Unsupported launch parameters: " + "; ".join(problems) + ".")
-    record = await server_state(request).supervisor.launch(body, wait_ready=wait_ready)
+    record = await server_state(request).supervisor.launch(body, wait_ready=wait_ready, key=request_key(request))
     return {"model_uid": record.uid}
 
 
-@router.get("")
+@router.get("", openapi_extra=scopes("inference", "models:read"))
 async def list_models(request: Request) -> dict:
-    data = []
-    for record in server_state(request).supervisor.models.values():
-        data.append(record.describe())
+    key = request_key(request)
+    data = [record.describe() for record in server_state(request).supervisor.models.values()
+            if key is None or key.may_use(record.uid, record.model_name)]
     return {"object": "list", "data": data}
 
 
-@router.get("/{model_uid}")
+@router.get("/{model_uid}", openapi_extra=scopes("inference", "models:read"))
 async def describe(model_uid: str, request: Request) -> dict:
-    return server_state(request).supervisor.get(model_uid).describe()
+    """Also for inference keys: clients describe a model to know how to call it."""
+    record = server_state(request).supervisor.get(model_uid)
+    require_model(request, record.uid, record.model_name)
+    return record.describe()
 
 
 @router.get("/{model_uid}/progress")
@@ -50,13 +54,13 @@ async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, l
     return {"model_uid": record.uid, "path": str(path), "lines": log_tail(path, lines, max_bytes=lines * 1024)}
 
 
-@router.delete("/{model_uid}")
+@router.delete("/{model_uid}", openapi_extra=scopes("models:launch"))
 async def terminate(model_uid: str, request: Request) -> dict:
     await server_state(request).supervisor.terminate(model_uid)
     return {"model_uid": model_uid, "terminated": True}
 
 
-@router.post("/{model_uid}/cancel")
+@router.post("/{model_uid}/cancel", openapi_extra=scopes("models:launch"))
 async def cancel_launch(model_uid: str, request: Request) -> dict:
     """Xinference's "cancel a launch": ends the model, launching or not."""
     return await terminate(model_uid, request)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from modelyard_server import openai_shapes
+from modelyard_server.auth import scoped
 from modelyard_server.openai_protocol import ChatCompletionRequest
 from modelyard_server.streaming import llm_response
 
-router = APIRouter()
+router = APIRouter(route_class=scoped("inference"))
 
 
 @router.post("/v1/chat/completions")

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request, Response
 
 from modelyard.errors import InvalidRequest
 from modelyard_server import openai_shapes
+from modelyard_server.auth import scoped
 from modelyard_server.openai_protocol import CompletionRequest
 from modelyard_server.streaming import llm_response
 
-router = APIRouter()
+router = APIRouter(route_class=scoped("inference"))
 
 
 @router.post("/v1/completions")

@@ -8,12 +8,13 @@ import time
 from fastapi import APIRouter, Request
 
 from modelyard_server import __version__
+from modelyard_server.auth import PUBLIC, scoped, scopes
 from modelyard_server.state import server_state
 
-router = APIRouter()
+router = APIRouter(route_class=scoped("admin"))
 
 
-@router.get("/status")
+@router.get("/status", openapi_extra=scopes(PUBLIC))
 async def status(request: Request) -> dict:
     state = server_state(request)
     return {"status": "ok", "version": __version__, "pid": os.getpid(),
@@ -21,9 +22,12 @@ async def status(request: Request) -> dict:
             "models": len(state.supervisor.models)}
 
 
-@router.get("/v1/cluster/auth")
-async def cluster_auth() -> dict:
-    return {"auth": False}
+@router.get("/v1/cluster/auth", openapi_extra=scopes(PUBLIC))
+async def cluster_auth(request: Request) -> dict:
+    """Whether this server wants API keys (xinference-client asks before it sends its key)."""
+    keys = server_state(request).keys
+    keys.refresh()
+    return {"auth": keys.enabled}
 
 
 @router.get("/v1/plugins")

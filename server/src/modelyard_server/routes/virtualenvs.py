@@ -6,9 +6,10 @@ import asyncio
 
 from fastapi import APIRouter, Request
 
+from modelyard_server.auth import scoped
 from modelyard_server.state import server_state
 
-router = APIRouter(prefix="/v1/virtualenvs")
+router = APIRouter(prefix="/v1/virtualenvs", route_class=scoped("admin"))
 
 
 @router.get("")
