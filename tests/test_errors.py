@@ -229,3 +229,16 @@ def test_values_the_worker_link_cannot_carry_are_400(http, unique):
 def test_unknown_route_and_method(http):
     assert_error(http.get("/v1/nothing-here"), 404, "Not Found")
     assert_error(http.put("/v1/models"), 405, "Method Not Allowed")
+
+
+def test_names_and_uids_are_at_most_200_characters(http, unique):
+    long_name = "n" * 201
+    assert_error(register_flexible(http, long_name, "edge_models.launcher"), 400, "model_name", "most is 200")
+    name = unique("short")
+    assert register_flexible(http, name, "edge_models.launcher").status_code == 200
+    assert_error(http.post("/v1/models", json={"model_name": name, "model_type": "flexible", "model_uid": "u" * 201}),
+                 400, "model_uid", "most is 200")
+    assert_error(http.post("/v1/models", json={"model_name": "x" * 10_000, "model_type": "flexible"}),
+                 400, "model_name is 10000 characters")
+    assert register_flexible(http, "n" * 200, "edge_models.launcher").status_code == 200
+    http.delete(f"/v1/model_registrations/flexible/{'n' * 200}")

@@ -195,6 +195,40 @@ def test_bad_requests_are_openai_shaped_4xx(oai, llm):
         assert bad_role.status_code == 400 and "messages[0]" in bad_role.json()["detail"]
 
 
+@pytest.mark.parametrize("field, value", [
+    ("temperature", "NaN"), ("top_p", "NaN"), ("presence_penalty", "NaN"), ("repetition_penalty", "NaN"),
+    ("frequency_penalty", "Infinity"), ("temperature", "-Infinity"), ("repetition_penalty", "Infinity"),
+    ("temperature", "2.5"), ("top_p", "0"), ("presence_penalty", "-3"), ("repetition_penalty", "1e9"),
+])
+def test_non_finite_and_out_of_range_parameters_are_400_naming_the_field(llm, field, value):
+    for path, extra in (("/v1/chat/completions", '"messages": [{"role": "user", "content": "hi"}]'),
+                        ("/v1/completions", '"prompt": "hi"')):
+        body = f'{{"model": "tiny", "max_tokens": 2, {extra}, "{field}": {value}}}'
+        response = httpx.post(llm.url + path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert field in response.json()["detail"]
+
+
+def test_the_empty_prompt_starts_from_the_bos_token(oai):
+    completion = oai.completions.create(model="tiny", prompt="", max_tokens=3, temperature=0)
+    assert completion.usage.prompt_tokens == 1 and completion.usage.completion_tokens == 3
+    assert completion.choices[0].text
+
+
+def test_a_huge_prompt_is_refused_before_it_is_tokenized(llm):
+    import time
+
+    prompt = "word " * (2 * 2**20 // 5)  # 2 MiB
+    started = time.monotonic()
+    response = httpx.post(llm.url + "/v1/completions", json={"model": "tiny", "prompt": prompt}, timeout=60)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 400 and "bytes long" in response.json()["detail"]
+    assert elapsed < 1.0, elapsed  # tokenizing it first took seconds
+    chat = httpx.post(llm.url + "/v1/chat/completions", timeout=60,
+                      json={"model": "tiny", "messages": [{"role": "user", "content": prompt}]})
+    assert chat.status_code == 400 and "bytes long" in chat.json()["detail"]
+
+
 def test_models_listing_and_description(oai, llm):
     assert "tiny" in [m.id for m in oai.models.list()]
     assert oai.models.retrieve("tiny").id == "tiny"

@@ -22,6 +22,7 @@ from typing import Any
 
 from modelyard.errors import InvalidRequest, NotFound
 from modelyard.store import Store
+from modelyard.types import check_name_length
 
 KEY_PREFIX = "my-"
 SHOWN_PREFIX = 10  # characters of a key shown when it is listed: `my-` and 7 of its random ones
@@ -158,6 +159,8 @@ class KeyStore:
                name: str | None = None, value: str | None = None) -> tuple[ApiKey, str]:
         """A new key and its value, which is shown this once and never stored."""
         scopes = check_scopes(scopes)
+        if name is not None:
+            check_name_length("name", name)
         value = value or KEY_PREFIX + secrets.token_urlsafe(32)
         now = time.time()
         key = ApiKey(id=secrets.token_hex(6), prefix=value[:SHOWN_PREFIX], scopes=scopes,

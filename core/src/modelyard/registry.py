@@ -23,7 +23,7 @@ from modelyard.errors import Conflict, InvalidRequest, NotFound
 from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins
 from modelyard.store import Store
-from modelyard.types import ModelType, Registration, json_object
+from modelyard.types import ModelType, Registration, check_name_length, json_object
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class Registry:
                  key: ApiKey | None = None) -> Entry:
         mt, registration = self.parse(model_type, model)
         name = registration.model_name
+        check_name_length("model_name", name)
         if not MODEL_NAME.match(name):
             raise InvalidRequest(
                 f"Invalid model_name {name!r}: it must start with a letter or digit and hold only "

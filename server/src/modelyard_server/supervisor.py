@@ -21,7 +21,7 @@ from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardEr
 from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins, is_import_path
 from modelyard.registry import Registry
-from modelyard.types import ModelSpec, ModelType, Registration
+from modelyard.types import ModelSpec, ModelType, Registration, check_name_length
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
@@ -129,6 +129,7 @@ class Supervisor:
     def _allocate_uid(self, request: LaunchModelRequest) -> str:
         if request.model_uid is not None:
             uid = request.model_uid
+            check_name_length("model_uid", uid)
             if not MODEL_UID.match(uid):
                 raise InvalidRequest(f"Invalid model_uid {uid!r}: it must start with a letter or digit and "
                                      "hold only letters, digits, '.', '_' and '-'.")
@@ -169,6 +170,7 @@ class Supervisor:
 
     async def launch(self, request: LaunchModelRequest, wait_ready: bool = True,
                      key: ApiKey | None = None) -> ModelRecord:
+        check_name_length("model_name", request.model_name)
         entry = self.registry.get(request.model_type, request.model_name)
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration

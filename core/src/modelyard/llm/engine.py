@@ -38,6 +38,11 @@ class Generation:
 class LLMEngine:
     #: The generation parameters this engine honours; a request naming another one is a 400.
     supported_params: frozenset[str] = ALL_PARAMS
+    #: The most bytes of text one token can stand for (set at load from the vocabulary): a prompt
+    #: longer than the context at this many bytes per token is refused before it is tokenized.
+    max_token_bytes: int | None = None
+    #: The token an empty prompt starts from; without one, an empty prompt is a 400.
+    bos_token_id: int | None = None
 
     def __init__(self, model_uid: str, registration: LLMRegistration, spec: ModelSpec, model_path: str,
                  **kwargs: Any):
@@ -72,6 +77,7 @@ class LLMEngine:
     def chat(self, messages: Any, generate_config: dict[str, Any] | None = None) -> Any:
         params = parse_params(generate_config, self.supported_params)
         _check_messages(messages)
+        self._check_size(sum(len(str(m.get("content") or "").encode()) for m in messages))
         prompt_ids = self.encode_chat(messages, params.chat_template_kwargs)
         return self._respond(prompt_ids, params, split_reasoning=True)
 
@@ -79,7 +85,21 @@ class LLMEngine:
         params = parse_params(generate_config, self.supported_params)
         if not isinstance(prompt, str):
             raise InvalidRequest("prompt must be a string.")
-        return self._respond(self.encode(prompt), params, split_reasoning=False)
+        self._check_size(len(prompt.encode()))
+        prompt_ids = self.encode(prompt) if prompt else []
+        if not prompt_ids:
+            if self.bos_token_id is None:
+                raise InvalidRequest("The prompt is empty, and this model has no beginning-of-sequence token to "
+                                     "start from: give a prompt.")
+            prompt_ids = [self.bos_token_id]
+        return self._respond(prompt_ids, params, split_reasoning=False)
+
+    def _check_size(self, text_bytes: int) -> None:
+        """Refuse, before tokenizing it, a prompt that cannot fit the context whatever its tokens."""
+        if self.max_token_bytes and text_bytes > self.context_length * self.max_token_bytes:
+            raise InvalidRequest(f"The prompt is {text_bytes} bytes long: more than this model's context of "
+                                 f"{self.context_length} tokens can hold even at {self.max_token_bytes} bytes per "
+                                 "token. Shorten the prompt.")
 
     def _respond(self, prompt_ids: list[int], params: GenerateParams, split_reasoning: bool) -> Any:
         room = self.context_length - len(prompt_ids)

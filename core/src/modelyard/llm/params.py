@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ def _number(name: str, value: Any, low: float | None = None, high: float | None 
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise InvalidRequest(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}.")
+    if not math.isfinite(value):  # NaN passes every comparison below; infinity is no setting either
+        raise InvalidRequest(f"{name} must be a finite number, got {value!r}.")
     if low is not None and (value <= low if low_open else value < low):
         raise InvalidRequest(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}.")
     if high is not None and value > high:
@@ -75,7 +78,8 @@ def parse_params(config: dict[str, Any] | None, supported: frozenset[str]) -> Ge
     if "frequency_penalty" in given:
         p.frequency_penalty = float(_number("frequency_penalty", given["frequency_penalty"], -2, 2))
     if "repetition_penalty" in given:
-        p.repetition_penalty = float(_number("repetition_penalty", given["repetition_penalty"], 0, low_open=True))
+        p.repetition_penalty = float(_number("repetition_penalty", given["repetition_penalty"], 0, 10,
+                                             low_open=True))
     if "stop" in given:
         stop = given["stop"]
         stop = [stop] if isinstance(stop, str) else stop

@@ -12,7 +12,16 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from modelyard.errors import InvalidRequest
+
 StrOrList = Union[str, list[str]]
+# Model names and uids appear in paths, logs and file names: long ones are refused.
+MAX_NAME_LENGTH = 200
+
+
+def check_name_length(field_name: str, value: str) -> None:
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidRequest(f"{field_name} is {len(value)} characters long; the most is {MAX_NAME_LENGTH}.")
 
 
 class VirtualEnvSettings(BaseModel):

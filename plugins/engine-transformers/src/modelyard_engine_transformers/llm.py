@@ -123,6 +123,10 @@ class TransformersLLM(LLMEngine):
             elif source:
                 ends.update(source)
         self.end_ids = sorted(ends)
+        self.bos_token_id = self.tokenizer.bos_token_id
+        # a token's text in the vocabulary is at least as long in UTF-8 as the text it decodes to
+        # (byte-level pieces like 'Ġ' take 2 bytes for 1), so this bound never refuses a prompt that fits
+        self.max_token_bytes = max((len(piece.encode()) for piece in self.tokenizer.get_vocab()), default=0) or None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
             self.end_ids[0] if self.end_ids else 0)
 
