@@ -76,7 +76,8 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RequestGuard, bind_host=settings.bind_host, allowed_hosts=settings.allowed_hosts,
-                       cors_origins=settings.cors_origins, authentication=authentication)
+                       cors_origins=settings.cors_origins, authentication=authentication,
+                       max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
     # Inference routes first: the router tries routes in order, and they carry the traffic.
     for module in (openai_chat, openai_completions, flexible, models, registrations, engines, status, virtualenvs,
                    api_keys):

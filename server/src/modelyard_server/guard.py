@@ -9,6 +9,8 @@ browser sends without asking first). So:
 - a request that changes state or runs a model (any method but GET/HEAD/OPTIONS) whose `Origin`
   is neither the server itself nor one of `--cors-origins`: 403, bodyless requests included;
 - a body that is not JSON: 415 (every route reads JSON; upload routes name their own types);
+- a body over its route's limit: 413, before it is read (a declared length is checked at once, a
+  chunked body as it arrives);
 - CORS headers only for the origins `--cors-origins` names;
 - with keys on, the request's key (or its lack) noted for the route to check (auth.py).
 
@@ -23,6 +25,8 @@ import socket
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
+
+from fastapi import HTTPException
 
 from modelyard_server.auth import SCOPE_KEY, Authentication
 from modelyard_server.errors import error_body
@@ -80,8 +84,13 @@ def _is_json(content_type: bytes | None) -> bool:
 
 class RequestGuard:
     def __init__(self, app: Any, *, bind_host: str, allowed_hosts: Iterable[str] = (),
-                 cors_origins: Iterable[str] = (), authentication: Authentication | None = None):
+                 cors_origins: Iterable[str] = (), authentication: Authentication | None = None,
+                 max_body_bytes: int = 16 << 20, max_upload_bytes: int = 25 << 20,
+                 upload_paths: Iterable[str] = ()):
         self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.upload_paths = frozenset(upload_paths)  # routes that take multipart uploads
         self.authentication = authentication or Authentication()
         self.bind_host = bind_host
         patterns = {_host_name(h) if "*" not in h else h.lower() for h in allowed_hosts}
@@ -115,8 +124,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = content_type = preflight = authorization = None
-        has_body = False
+        host = origin = content_type = preflight = authorization = length = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value
@@ -127,9 +136,9 @@ class RequestGuard:
             elif name == b"content-type":
                 content_type = value
             elif name == b"content-length":
-                has_body = value.strip() != b"0"
+                length = value
             elif name == b"transfer-encoding":
-                has_body = True
+                chunked = True
             elif name == b"access-control-request-method":
                 preflight = value
         if host is not None and not self._host_allowed(host):
@@ -151,7 +160,14 @@ class RequestGuard:
                                          "change this server or run its models; to allow that origin, start the "
                                          "server with --cors-origins (MODELYARD_CORS_ORIGINS) naming it.")
                 return
-        if has_body and method not in SAFE_METHODS and not _is_json(content_type):
+        upload = scope["path"] in self.upload_paths
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
+        size = _length(length)
+        if size is not None and size > limit:
+            await _refuse(send, 413, _too_large(size, limit, upload), close=True)
+            return
+        has_body = chunked or bool(size)
+        if has_body and method not in SAFE_METHODS and not (_is_json(content_type) or upload):
             given = content_type.decode("latin-1") if content_type else "none"
             await _refuse(send, 415, f"The request body must be JSON, sent with 'Content-Type: application/json' "
                                      f"(this request's content type: {given}).")
@@ -159,6 +175,8 @@ class RequestGuard:
         key = self.authentication.identify(authorization)
         if key is not None:
             scope[SCOPE_KEY] = key  # each route checks it against its scopes (auth.py)
+        if chunked:
+            receive = _limited(receive, limit, upload)
         if cross_site and self.cors_origins and self._cors_allowed(origin):
             await self.app(scope, receive, _with_cors(send, origin))
             return
@@ -175,6 +193,35 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": b""})
 
 
+def _length(value: bytes | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None  # the HTTP parser refuses a malformed length before we see it
+
+
+def _too_large(size: int, limit: int, upload: bool) -> str:
+    setting = "MODELYARD_MAX_UPLOAD_MB" if upload else "MODELYARD_MAX_BODY_MB"
+    return (f"The request body is {'over ' if size > limit else ''}{size / 2**20:.1f} MiB; this route takes at most "
+            f"{limit / 2**20:g} MiB (the server's setting {setting}).")
+
+
+def _limited(receive: Any, limit: int, upload: bool) -> Any:
+    """`receive` that fails with a 413 once a chunked body passes `limit`, before more is read."""
+    seen = 0
+
+    async def receive_limited() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, _too_large(seen, limit, upload), headers={"connection": "close"})
+        return message
+
+    return receive_limited
+
+
 def _with_cors(send: Any, origin: bytes) -> Any:
     async def send_with_cors(message: dict) -> None:
         if message["type"] == "http.response.start":
@@ -185,8 +232,10 @@ def _with_cors(send: Any, origin: bytes) -> Any:
     return send_with_cors
 
 
-async def _refuse(send: Any, status: int, message: str) -> None:
+async def _refuse(send: Any, status: int, message: str, close: bool = False) -> None:
     body = json.dumps(error_body(status, message)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the client may still be sending a body we will not read
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

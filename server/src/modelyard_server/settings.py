@@ -11,14 +11,21 @@ from modelyard import config
 from modelyard_server.gates import Gates, comma_list
 
 
-def _seconds(name: str, default: float) -> float:
+def _number(name: str, default: float, unit: str = "seconds") -> float:
     raw = os.environ.get(name)
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
+        value = -1.0
+    if not value >= 0:
+        raise SystemExit(f"{name} must be a number of {unit} (0 or more), got {raw!r}")
+    return value
+
+
+def _seconds(name: str, default: float) -> float:
+    return _number(name, default)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     # Origins whose pages may call the server (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # The largest request body of a JSON route and of an upload (multipart) route.
+    max_body_bytes: int = 16 << 20
+    max_upload_bytes: int = 25 << 20
     # Serve beyond loopback without keys (`--insecure-no-auth`).
     insecure_no_auth: bool = False
 
@@ -61,7 +71,13 @@ class Settings:
             allowed_hosts=comma_list(os.environ.get("MODELYARD_ALLOWED_HOSTS")) + _split(allowed_hosts),
             cors_origins=comma_list(os.environ.get("MODELYARD_CORS_ORIGINS")) + _split(cors_origins),
             insecure_no_auth=insecure_no_auth,
+            max_body_bytes=_mebibytes("MODELYARD_MAX_BODY_MB", cls.max_body_bytes),
+            max_upload_bytes=_mebibytes("MODELYARD_MAX_UPLOAD_MB", cls.max_upload_bytes),
         )
+
+
+def _mebibytes(name: str, default: int) -> int:
+    return int(_number(name, default / 2**20, "MiB") * 2**20) or default
 
 
 def _split(values: Iterable[str]) -> tuple[str, ...]:
