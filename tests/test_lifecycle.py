@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from helpers import Server, pid_alive, register_flexible, wait_until
+from modelyard_server.worker_log import READ_BYTES
 
 HEALTH = {"MODELYARD_HEALTH_INTERVAL": "0.2", "MODELYARD_HEALTH_TIMEOUT": "1", "MODELYARD_STALL_TIMEOUT": "1.5",
-          "MODELYARD_STOP_GRACE": "2", "MODELYARD_LOG_MAX_BYTES": str(2 << 20)}
+          "MODELYARD_STOP_GRACE": "2", "MODELYARD_LOG_MAX_BYTES": str(2 << 20), "MODELYARD_LOG_BACKUPS": "12"}
 
 
 @pytest.fixture(scope="module")
@@ -150,14 +151,41 @@ def test_a_chatty_worker_never_blocks_and_its_log_is_kept_bounded(http, lc):
     for _ in range(3):
         response = infer(http, "chatty", "chatter", size=3 << 20)
         assert response.json() == {"wrote": 3 << 20}
-    logs = http.get("/v1/models/chatty/logs", params={"lines": 5}).json()
-    assert logs["lines"].splitlines()[-1] == "x" * 1023
+    # the log writer drains the pipe as the worker writes: the last line reaches the file within moments
+    logs = wait_until(lambda: http.get("/v1/models/chatty/logs", params={"lines": 5}).json(), timeout=5)
+    assert wait_until(lambda: http.get("/v1/models/chatty/logs", params={"lines": 5}).json()["lines"].splitlines()[-1]
+                      == "x" * 1023, timeout=5)
     assert len(logs["lines"].splitlines()) == 5
     log_path = lc.home / "logs" / "chatty.log"
-    assert wait_until(lambda: (lc.home / "logs" / "chatty.log.1").exists(), timeout=5)
-    assert wait_until(lambda: log_path.stat().st_size <= 4 << 20, timeout=5)
+    assert (lc.home / "logs" / "chatty.log.1").exists()
+    assert log_path.stat().st_size <= (2 << 20) + READ_BYTES
     assert http.get("/v1/models/ghost/logs").status_code == 404
     http.delete("/v1/models/chatty")
+
+
+def test_a_million_lines_are_all_kept_and_no_file_passes_the_limit(http, lc):
+    launch(http, "lc", "numbered")
+    count = 500_000
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(infer, http, "numbered", "numbered", size=count)
+        waits = []
+        while not call.done():
+            started = time.monotonic()
+            assert http.get("/status").status_code == 200
+            waits.append(time.monotonic() - started)
+            time.sleep(0.02)
+        assert call.result().json() == {"wrote": 2 * count}
+    assert len(waits) > 10 and max(waits) < 0.05, (len(waits), max(waits))  # the event loop never waited on the log
+    http.delete("/v1/models/numbered")  # its log writer has drained the pipe once the worker is gone
+    logs = lc.home / "logs"
+    files = [logs / "numbered.log", *sorted(logs.glob("numbered.log.*"))]
+    assert len(files) > 3  # it rotated, several times
+    seen = set()
+    for path in files:
+        assert path.stat().st_size <= (2 << 20) + READ_BYTES, path
+        seen.update(path.read_text().splitlines())
+    missing = [f"{who} {i}" for who in ("py", "child") for i in range(count) if f"{who} {i}" not in seen]
+    assert not missing, (len(missing), missing[:5])
 
 
 def test_a_streamed_call_stops_in_the_worker_when_the_client_leaves(http, tmp_path):
@@ -281,3 +309,28 @@ def test_workers_and_their_children_exit_when_their_server_is_killed(tmp_path):
     assert len(pids) == 3 and all(pid_alive(p) for p in pids + [child])
     srv.stop(signal.SIGKILL)
     assert wait_until(lambda: not any(pid_alive(p) for p in pids + [child]), timeout=10)
+
+
+def test_a_hung_load_fails_at_its_launch_timeout(http, lc):
+    started = time.monotonic()
+    waited = http.post("/v1/models", params={"wait_ready": "false"}, json={
+        "model_name": "lc", "model_type": "flexible", "model_uid": "hung", "load_seconds": 600,
+        "launch_timeout": 2})
+    assert waited.status_code == 200
+    assert wait_until(lambda: (http.get("/v1/models/hung/progress").json()["elapsed_seconds"] or 0) > 0.5, timeout=5)
+    during = http.get("/v1/models/hung/progress").json()
+    assert during["status"] == "LAUNCHING" and during["stage"] == "loading" and during["stage_seconds"] >= 0
+    pid = http.get("/v1/models/hung").json()["pid"]
+    assert wait_until(lambda: http.get("/v1/models/hung").json()["status"] == "FAILED", timeout=15)
+    assert 2 <= time.monotonic() - started < 10
+    error = http.get("/v1/models/hung").json()["error"]
+    assert "launch timeout of 2 s" in error and "stage 'loading'" in error
+    assert wait_until(lambda: not pid_alive(pid), timeout=10)
+    http.delete("/v1/models/hung")
+    # waited for, the launch answers with the error
+    response = http.post("/v1/models", json={"model_name": "lc", "model_type": "flexible", "model_uid": "hung2",
+                                             "load_seconds": 600, "launch_timeout": 1.5})
+    assert response.status_code == 400 and "launch timeout of 1.5 s" in response.json()["detail"]
+    for bad in (0, -1, "soon"):
+        response = http.post("/v1/models", json={"model_name": "lc", "model_type": "flexible", "launch_timeout": bad})
+        assert response.status_code in (400, 422) and "launch_timeout" in response.json()["detail"]

@@ -58,8 +58,8 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
         registry = Registry(plugins, store,
                             check=lambda registration, key: settings.gates.check_registration(registration, plugins,
                                                                                                key))
-        supervisor = Supervisor(plugins, registry, LocalProcessBackend(home), Virtualenvs(home / "virtualenvs"),
-                                settings)
+        backend = LocalProcessBackend(home, settings.log_max_bytes, settings.log_backups)
+        supervisor = Supervisor(plugins, registry, backend, Virtualenvs(home / "virtualenvs"), settings)
         supervisor.start()
         authentication.keys = keys
         flusher = asyncio.get_running_loop().create_task(_flush_key_uses(keys))

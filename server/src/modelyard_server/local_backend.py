@@ -1,7 +1,7 @@
 """The local process backend: one worker process per model, linked by a socket pair.
 
-The worker runs in its own session (so its process group can be ended as a whole) and writes
-stdout and stderr straight to its log file, so a chatty model never blocks on a full pipe. The
+The worker runs in its own session (so its process group can be ended as a whole); its stdout
+and stderr go through a pipe that a thread drains into its log file (worker_log.py). The
 socket is the lifeline both ways: the worker exits when it closes, and the server learns of a
 worker's death the moment it closes.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,13 +23,12 @@ from typing import Any
 from modelyard import config
 from modelyard.errors import InvalidRequest, LaunchFailed, Unavailable, rebuild_error
 from modelyard.worker import protocol as p
+from modelyard_server.worker_log import LogWriter, open_pipe, remove_log
 
 TAIL_BYTES = 8192
 TAIL_LINES = 20
-
-
-def rotated(path: Path) -> Path:
-    return path.with_name(path.name + ".1")
+# After a worker exits, how long its log's last lines may take to reach the file.
+LOG_DRAIN_SECONDS = 2.0
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
@@ -46,18 +44,6 @@ def log_tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
-def rotate_log(path: Path, max_bytes: int) -> bool:
-    """Past `max_bytes`, move the log's content to `<log>.1` (replacing it) and empty the log."""
-    try:
-        if path.stat().st_size <= max_bytes:
-            return False
-        shutil.copyfile(path, rotated(path))
-        os.truncate(path, 0)
-    except OSError:
-        return False
-    return True
-
-
 class WorkerGone(Unavailable):
     pass
 
@@ -66,13 +52,14 @@ class LocalWorker:
     """The server's end of one worker process."""
 
     def __init__(self, uid: str, process: subprocess.Popen, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, log_path: Path,
+                 writer: asyncio.StreamWriter, log_path: Path, log_writer: LogWriter,
                  on_progress: Callable[[str, float, str], None]):
         self.uid = uid
         self.process = process
         self.pid = process.pid
         self.writer = writer
         self.log_path = log_path
+        self.log_writer = log_writer
         self.on_progress = on_progress
         self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -88,6 +75,10 @@ class LocalWorker:
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         code = self.process.wait()
+        # What the model started dies with it (the group is still ours while any member lives);
+        # then the log's pipe closes, and its last lines are on disk before anyone reads them.
+        _signal_group(self.pid, signal.SIGKILL)
+        self.log_writer.join(LOG_DRAIN_SECONDS)
         loop.call_soon_threadsafe(self._on_exit, code)
 
     # -- incoming -------------------------------------------------------------------------
@@ -138,8 +129,6 @@ class LocalWorker:
     def _on_exit(self, code: int) -> None:
         if self.exited.done():
             return
-        # What the model started dies with it; the group is still ours while any member lives.
-        _signal_group(self.pid, signal.SIGKILL)
         reason = self.gone_reason or f"its worker process (pid {self.pid}) exited with code {code}"
         error = WorkerGone(f"Model {self.uid!r} is unavailable: {reason}.")
         if not self.ready.done():
@@ -267,9 +256,11 @@ def _signal_group(pgid: int, sig: int) -> None:
 class LocalProcessBackend:
     """Spawns workers on this machine."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, log_max_bytes: int = 64 << 20, log_backups: int = 5):
         self.logs = home / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
 
     def log_path(self, uid: str) -> Path:
         return self.logs / f"{uid}.log"
@@ -278,23 +269,26 @@ class LocalProcessBackend:
                     on_progress: Callable[[str, float, str], None]) -> LocalWorker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_path = self.log_path(uid)
-        log_path.unlink(missing_ok=True)
-        rotated(log_path).unlink(missing_ok=True)
-        # O_APPEND: after the server truncates the log to rotate it, the worker writes at the new end.
-        with open(log_path, "ab") as log:
-            try:
-                process = subprocess.Popen(
-                    [python or sys.executable, "-m", "modelyard.worker", "--fd", str(theirs.fileno()),
-                     "--model-uid", uid],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    pass_fds=(theirs.fileno(),), start_new_session=True,
-                    env={**worker_environment(), **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid})
-            finally:
-                theirs.close()
+        remove_log(log_path, self.log_backups)
+        read_end, write_end = open_pipe()
+        try:
+            process = subprocess.Popen(
+                [python or sys.executable, "-m", "modelyard.worker", "--fd", str(theirs.fileno()),
+                 "--model-uid", uid],
+                stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),), start_new_session=True,
+                env={**worker_environment(), **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid})
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            theirs.close()
+            os.close(write_end)  # the worker holds the only write end now: EOF means it (and its children) left
+        log_writer = LogWriter(read_end, log_path, self.log_max_bytes, self.log_backups)
         try:
             reader, writer = await asyncio.open_unix_connection(sock=ours)
         except BaseException:  # cancelled mid-spawn: the process must not outlive its launch
             _signal_group(process.pid, signal.SIGKILL)
             ours.close()
             raise
-        return LocalWorker(uid, process, reader, writer, log_path, on_progress)
+        return LocalWorker(uid, process, reader, writer, log_path, log_writer, on_progress)

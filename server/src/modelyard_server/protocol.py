@@ -30,6 +30,8 @@ class LaunchModelRequest(BaseModel):
     quantization: str | None = None
     download_hub: str | None = None
     envs: dict[str, str] | None = None
+    # seconds the model may take to load, from its worker's start (default MODELYARD_LAUNCH_TIMEOUT)
+    launch_timeout: float | None = None
     # Launch parameters Xinference's client sends; modelyard accepts them when null (or trivially
     # satisfied) and answers 400 for a value it cannot honour yet.
     replica: int | None = None

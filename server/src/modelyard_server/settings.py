@@ -36,10 +36,14 @@ class Settings:
     # A call that made no progress (no result, no streamed item) for this long marks its model
     # UNHEALTHY; 0 turns the check off.
     stall_timeout: float = 600.0
+    # A model that has not loaded this long after its worker started fails its launch.
+    launch_timeout: float = 1800.0
     # TERM, then KILL after this long, when a model is terminated.
     stop_grace: float = 5.0
-    # A model's log is rotated (to <log>.1) past this size.
+    # A model's log is rotated (renamed to <log>.1, the older ones shifted) past this size, and
+    # this many rotated files are kept.
     log_max_bytes: int = 64 << 20
+    log_backups: int = 5
     # What requests may make run on this machine (gates.py).
     gates: Gates = field(default_factory=Gates)
     # The address the server is bound to, and the other names (`--allowed-hosts`) a request's
@@ -65,7 +69,9 @@ class Settings:
             health_timeout=_seconds("MODELYARD_HEALTH_TIMEOUT", cls.health_timeout),
             stall_timeout=_seconds("MODELYARD_STALL_TIMEOUT", cls.stall_timeout),
             stop_grace=_seconds("MODELYARD_STOP_GRACE", cls.stop_grace),
-            log_max_bytes=int(_seconds("MODELYARD_LOG_MAX_BYTES", cls.log_max_bytes)),
+            launch_timeout=_seconds("MODELYARD_LAUNCH_TIMEOUT", cls.launch_timeout),
+            log_max_bytes=int(_number("MODELYARD_LOG_MAX_BYTES", cls.log_max_bytes, "bytes")),
+            log_backups=int(_number("MODELYARD_LOG_BACKUPS", cls.log_backups, "files")),
             gates=Gates.from_env(allow_launchers=allow_launchers),
             bind_host=bind_host,
             allowed_hosts=comma_list(os.environ.get("MODELYARD_ALLOWED_HOSTS")) + _split(allowed_hosts),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
 from modelyard_server.gates import require_admin
-from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail, rotate_log
+from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.settings import Settings
 
@@ -171,6 +172,9 @@ class Supervisor:
     async def launch(self, request: LaunchModelRequest, wait_ready: bool = True,
                      key: ApiKey | None = None) -> ModelRecord:
         check_name_length("model_name", request.model_name)
+        timeout = self.settings.launch_timeout if request.launch_timeout is None else request.launch_timeout
+        if not 0 < timeout < math.inf:
+            raise InvalidRequest(f"launch_timeout must be a positive number of seconds, got {timeout!r}.")
         entry = self.registry.get(request.model_type, request.model_name)
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration
@@ -203,7 +207,8 @@ class Supervisor:
             "model_path": request.model_path,
             "kwargs": dict(request.model_extra or {}),  # every key the protocol does not name
         }
-        task = asyncio.get_running_loop().create_task(self._start(record, launch, request.envs or {}, env))
+        task = asyncio.get_running_loop().create_task(
+            self._start(record, launch, request.envs or {}, env, timeout))
         self._starts[uid] = task
         task.add_done_callback(lambda t: (self._starts.pop(uid, None), t.cancelled() or t.exception()))
         if wait_ready:
@@ -220,7 +225,7 @@ class Supervisor:
         return record
 
     async def _start(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str],
-                     env: venv.EnvSpec | None) -> None:
+                     env: venv.EnvSpec | None, timeout: float) -> None:
         on_progress = record.note_progress
         try:
             python = None
@@ -230,7 +235,14 @@ class Supervisor:
             on_progress("loading", 0.7, "starting the worker")
             worker = await self.backend.spawn(record.uid, python=python, env=envs, on_progress=on_progress)
             record.worker, record.pid = worker, worker.pid
-            info = await worker.launch(launch)
+            try:  # counted from the worker's start: an env build reports its own progress and bounds
+                info = await asyncio.wait_for(worker.launch(launch), timeout)
+            except asyncio.TimeoutError:
+                stage = record.progress
+                raise LaunchFailed(f"it did not finish loading within its launch timeout of {timeout:g} s, counted "
+                                   f"from its worker's start (it was at stage {stage['stage']!r}: "
+                                   f"{stage['message']}); its worker was ended. Give a larger launch_timeout (or "
+                                   "MODELYARD_LAUNCH_TIMEOUT) if it needs longer.") from None
         except Exception as exc:  # CancelledError (a terminate) passes through untouched
             message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
             self._fail(record, message)
@@ -301,7 +313,6 @@ class Supervisor:
     async def _check(self, record: ModelRecord) -> None:
         if record.worker is None:
             return
-        rotate_log(record.worker.log_path, self.settings.log_max_bytes)
         try:
             report = await record.worker.ping(self.settings.health_timeout)
         except asyncio.TimeoutError:

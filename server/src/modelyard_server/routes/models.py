@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi import APIRouter, Query, Request
 
 from modelyard.errors import InvalidRequest
@@ -42,8 +45,13 @@ async def describe(model_uid: str, request: Request) -> dict:
 async def progress(model_uid: str, request: Request) -> dict:
     record = server_state(request).supervisor.get(model_uid)
     latest = record.progress
+    now = time.time()
+    running = record.status.value == "LAUNCHING"
     return {"progress": latest["progress"], "stage": latest["stage"], "message": latest["message"],
-            "status": record.status.value, "error": record.error, "history": record.history}
+            "status": record.status.value, "error": record.error, "history": record.history,
+            # while it launches: how long it has been at this stage, and launching at all
+            "stage_seconds": round(now - latest["at"], 1) if running else None,
+            "elapsed_seconds": round(now - record.created_at, 1) if running else None}
 
 
 @router.get("/{model_uid}/logs")
@@ -51,7 +59,8 @@ async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, l
     """The tail of the model's worker output (stdout and stderr)."""
     record = server_state(request).supervisor.get(model_uid)
     path = server_state(request).supervisor.backend.log_path(model_uid)
-    return {"model_uid": record.uid, "path": str(path), "lines": log_tail(path, lines, max_bytes=lines * 1024)}
+    tail = await asyncio.to_thread(log_tail, path, lines, lines * 1024)  # up to 10 MiB: not on the event loop
+    return {"model_uid": record.uid, "path": str(path), "lines": tail}
 
 
 @router.delete("/{model_uid}", openapi_extra=scopes("models:launch"))
