@@ -18,7 +18,7 @@ REPO = TESTS.parent
 FLEXIBLE_FIXTURES = TESTS / "fixtures" / "flexible"
 # The test fixtures' launcher modules (no_such_module: a launcher that fails to import); the
 # documentation's example (my_flexible_model) is allowed the README's way, with --allow-launcher.
-FIXTURE_LAUNCHERS = "edge_models.*,lifecycle_models.*,venv_models.*,no_such_module.*"
+FIXTURE_LAUNCHERS = "edge_models.*,lifecycle_models.*,venv_models.*,echo_model.*,no_such_module.*"
 JSON = {"content-type": "application/json"}
 
 

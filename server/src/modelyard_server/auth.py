@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 
 from modelyard.errors import Forbidden, Unauthenticated
 from modelyard.keys import ApiKey, KeyStore
+from modelyard_server.protocol import ERROR_RESPONSES
 
 PUBLIC = "public"
 SCOPE_KEY = "modelyard.key"  # in the ASGI scope: an ApiKey, MISSING or INVALID; absent while keys are off
@@ -102,6 +103,7 @@ class ScopedRoute(APIRoute):
         self.scopes = tuple(extra.get("x-scopes") or self.default_scopes)
         extra["x-scopes"] = list(self.scopes)  # the published document says what each route needs
         kwargs["openapi_extra"] = extra
+        kwargs["responses"] = {**ERROR_RESPONSES, **(kwargs.get("responses") or {})}
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Any]:

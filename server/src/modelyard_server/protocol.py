@@ -7,6 +7,33 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: int
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `detail` for Xinference clients, `error` for OpenAI clients."""
+
+    detail: str
+    error: ErrorDetail
+
+
+_ERRORS = {
+    400: "Bad input: the message says what to fix", 401: "No API key, or one that is not valid",
+    403: "The key lacks the scope, or a setting forbids the request", 404: "No such model or registration",
+    409: "It exists already, or is in use", 413: "The request body is over the route's limit",
+    415: "The request body is not JSON", 421: "The Host header names another server",
+    422: "The request body does not fit the route's schema", 500: "The model's own code raised",
+    503: "The model cannot answer now (failed, unhealthy or still launching)",
+}
+# What every route may answer besides its success (the request guard and the handlers' errors).
+ERROR_RESPONSES: dict[int | str, dict] = {status: {"model": ErrorBody, "description": text}
+                                          for status, text in _ERRORS.items()}
+
+
 class RegisterModelRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -64,3 +91,19 @@ class LaunchModelRequest(BaseModel):
             if getattr(self, name) is not None:
                 problems.append(f"{name} (not supported yet)")
         return problems
+
+
+# POST /v1/flexible/infers reads its body by hand (the hot path), so its schema is declared here.
+FLEXIBLE_INFER_BODY = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {
+        "model": {"type": "string", "description": "The uid of a running flexible model.", "example": "echo"},
+        "args": {"type": "array", "items": {}, "description": "Positional arguments of infer()."},
+    },
+    "additionalProperties": {"description": "Keyword arguments of infer()."},
+}
+# A route that answers JSON, or server-sent events when asked to stream.
+JSON_OR_EVENTS = {200: {"description": "The answer; with streaming, server-sent events ending in `data: [DONE]`",
+                        "content": {"application/json": {"schema": {}},
+                                    "text/event-stream": {"schema": {}}}}}

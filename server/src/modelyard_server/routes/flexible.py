@@ -14,14 +14,17 @@ from fastapi.responses import StreamingResponse
 
 from modelyard.errors import InvalidRequest
 from modelyard_server.auth import require_model, scoped
+from modelyard_server.protocol import FLEXIBLE_INFER_BODY, JSON_OR_EVENTS
 from modelyard_server.state import server_state
 from modelyard_server.streaming import cancel_on_disconnect, first_then_rest, sse
 
 router = APIRouter(route_class=scoped("inference"))
 
 
-@router.post("/v1/flexible/infers", openapi_extra={"parameters": [
-    {"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}}]})
+@router.post("/v1/flexible/infers", responses=JSON_OR_EVENTS, openapi_extra={
+    "parameters": [{"name": "stream", "in": "query", "required": False,
+                    "schema": {"type": "boolean", "default": False}}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": FLEXIBLE_INFER_BODY}}}})
 async def infer(request: Request) -> Response:
     # `stream` is read by hand: a declared query parameter costs a validation pass on every call.
     stream = request.query_params.get("stream", "false").lower() in ("1", "true", "yes", "on")

@@ -8,12 +8,13 @@ from modelyard.errors import InvalidRequest
 from modelyard_server import openai_shapes
 from modelyard_server.auth import scoped
 from modelyard_server.openai_protocol import CompletionRequest
+from modelyard_server.protocol import JSON_OR_EVENTS
 from modelyard_server.streaming import llm_response
 
 router = APIRouter(route_class=scoped("inference"))
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=JSON_OR_EVENTS)
 async def completions(body: CompletionRequest, request: Request) -> Response:
     prompt = body.prompt
     if isinstance(prompt, list):
