@@ -55,7 +55,7 @@ MAX_ROUNDS = 12
 Progress = Callable[[str, float, str], None]
 
 
-def _as_list(value: str | list[str] | None) -> list[str]:
+def as_list(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
@@ -177,9 +177,9 @@ def plan(settings: VirtualEnvSettings | None, *, enable: bool | None = None, ext
     return EnvSpec(
         packages=tuple(sorted(missing)),
         index_url=settings.index_url or inherited.index_url,
-        extra_index_urls=tuple(_as_list(settings.extra_index_url) + inherited.extra_index_urls),
-        find_links=tuple(_as_list(settings.find_links) + list(extra_find_links) + inherited.find_links),
-        trusted_hosts=tuple(_as_list(settings.trusted_host) + inherited.trusted_hosts),
+        extra_index_urls=tuple(as_list(settings.extra_index_url) + inherited.extra_index_urls),
+        find_links=tuple(as_list(settings.find_links) + list(extra_find_links) + inherited.find_links),
+        trusted_hosts=tuple(as_list(settings.trusted_host) + inherited.trusted_hosts),
         no_build_isolation=bool(settings.no_build_isolation),
         python=f"{sys.implementation.name}-{sys.version.split()[0]}",
         base=tuple(base_site_dirs()),

@@ -26,7 +26,7 @@ from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins, is_import_path
 from modelyard.types import Registration, VirtualEnvSettings
 from modelyard.types.flexible import FlexibleRegistration
-from modelyard.venv import SYSTEM_MARKER
+from modelyard.venv import SYSTEM_MARKER, as_list
 
 # Variables a launch may always set: they tune an engine and load nothing.
 SAFE_ENVS = frozenset({
@@ -56,12 +56,6 @@ def env_never_allowed(name: str) -> bool:
 
 def comma_list(raw: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
-
-
-def _as_list(value: str | list[str] | None) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 # -- package sources ----------------------------------------------------------------------------
@@ -178,12 +172,15 @@ class Gates:
 
     # -- flexible launchers -------------------------------------------------------------------
 
-    def check_launcher(self, launcher: str, plugins: Plugins) -> None:
-        """A registered launcher (or alias) always passes; an import path must be allowed."""
+    def check_launcher(self, launcher: str, plugins: Plugins, key: ApiKey | None = None,
+                       doing: str = "Using") -> None:
+        """A registered launcher (or alias) always passes; an import path must be allowed, and with
+        keys on needs an admin key."""
         if launcher in plugins.launchers or not is_import_path(launcher):
             return  # a bare name that is not registered fails later, naming the registered ones
         dotted = launcher.replace(":", ".")
         if any(fnmatchcase(dotted, pattern) for pattern in self.allowed_launchers):
+            require_admin(key, f"{doing} a launcher given as an import path ({launcher!r})")
             return
         module = dotted.rsplit(".", 1)[0]
         raise Forbidden(f"launcher {launcher!r} is an import path, and importing it runs its module's code on "
@@ -203,9 +200,9 @@ class Gates:
         named = [(f"package {p!r}", loc) for p in [*settings.packages, *packages]
                  if (loc := package_location(p)) is not None]
         named += [("index_url", settings.index_url)] if settings.index_url else []
-        named += [("extra_index_url", url) for url in _as_list(settings.extra_index_url)]
-        named += [("find_links", link) for link in [*_as_list(settings.find_links), *find_links]]
-        hosts = _as_list(settings.trusted_host)
+        named += [("extra_index_url", url) for url in as_list(settings.extra_index_url)]
+        named += [("find_links", link) for link in [*as_list(settings.find_links), *find_links]]
+        hosts = as_list(settings.trusted_host)
         if not named and not hosts:
             return
         inherited = pipconfig.read()
@@ -228,9 +225,7 @@ class Gates:
 
     def check_registration(self, registration: Registration, plugins: Plugins, key: ApiKey | None = None) -> None:
         if isinstance(registration, FlexibleRegistration):
-            self.check_launcher(registration.launcher, plugins)
-            if is_import_path(registration.launcher) and registration.launcher not in plugins.launchers:
-                require_admin(key, f"Registering a launcher given as an import path ({registration.launcher!r})")
+            self.check_launcher(registration.launcher, plugins, key, "Registering")
         if registration.virtualenv is not None and registration.virtualenv.packages:
             require_admin(key, "Registering virtualenv packages (their builds run code)")
         if asks_remote_code(registration.model_dump()):
@@ -242,9 +237,7 @@ class Gates:
         """A launch re-checks its registration too: the settings may have changed since."""
         self.check_envs(request.envs or {})
         if isinstance(registration, FlexibleRegistration):
-            self.check_launcher(registration.launcher, plugins)
-            if is_import_path(registration.launcher) and registration.launcher not in plugins.launchers:
-                require_admin(key, f"Launching a launcher given as an import path ({registration.launcher!r})")
+            self.check_launcher(registration.launcher, plugins, key, "Launching")
         if request.virtual_env_packages:
             require_admin(key, "virtual_env_packages (their builds run code)")
         if asks_remote_code(request.model_extra) or asks_remote_code(registration.model_dump()):

@@ -32,7 +32,7 @@ from modelyard_server.auth import SCOPE_KEY, Authentication
 from modelyard_server.errors import error_body
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 CORS_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = b"authorization, content-type"
 HOST_CACHE_SIZE = 256
@@ -92,9 +92,8 @@ class RequestGuard:
         self.max_upload_bytes = max_upload_bytes
         self.upload_paths = frozenset(upload_paths)  # routes that take multipart uploads
         self.authentication = authentication or Authentication()
-        self.bind_host = bind_host
         patterns = {_host_name(h) if "*" not in h else h.lower() for h in allowed_hosts}
-        if _host_name(bind_host) in WILDCARD_BINDS or bind_host in WILDCARD_BINDS:
+        if _host_name(bind_host) in WILDCARD_BINDS:
             if not patterns:
                 patterns = machine_names()  # bound to every address: the machine's own names are its
         else:
