@@ -31,12 +31,27 @@ def send_raw(port: int, head: bytes, chunks) -> bytes:
             finally:
                 sock.setblocking(False)
         sock.settimeout(30)
-        while b"\r\n\r\n" not in answer:
-            data = sock.recv(65536)
+        while not _complete(answer):
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
             if not data:
                 break
             answer += data
         return answer
+
+
+def _complete(answer: bytes) -> bool:
+    """Whether `answer` holds a whole response: its head and as many body bytes as it declares."""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return True
 
 
 BODY_MIB = 200

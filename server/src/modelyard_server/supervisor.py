@@ -245,9 +245,9 @@ class Supervisor:
                                    "MODELYARD_LAUNCH_TIMEOUT) if it needs longer.") from None
         except Exception as exc:  # CancelledError (a terminate) passes through untouched
             message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
-            self._fail(record, message)
-            if record.worker is not None:
+            if record.worker is not None:  # stopped first: its last output is then in its log
                 await record.worker.stop(self.settings.stop_grace)
+            self._fail(record, message)
             raise LaunchFailed(message) from None
         record.abilities = info.get("abilities", record.abilities)
         record.status = Status.READY
