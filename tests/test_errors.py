@@ -160,11 +160,13 @@ def test_a_model_no_engine_can_serve_is_a_clear_error(http, tmp_path):
     assert http.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}).status_code == 200
     assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM"}), 400,
                  "No installed engine can serve llm-noengine", "not mlx")
+    body = assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
+                                                      "model_engine": "vllm"}), 404,
+                        "No engine named 'vllm' is registered for LLM models (registered: transformers)")
+    assert "pip install modelyard-engine" not in body["detail"]  # no such package on PyPI
     assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
-                                               "model_engine": "vllm"}), 404,
-                 "No engine named 'vllm'", "pip install modelyard-engine-vllm")
-    assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
-                                               "model_format": "pytorch"}), 400, "has no spec with format=pytorch")
+                                               "model_format": "pytorch"}), 400, "has no spec with format=pytorch",
+                 "It offers: mlx 1B 4bit (huggingface)")
     http.delete("/v1/model_registrations/LLM/llm-noengine")
 
 

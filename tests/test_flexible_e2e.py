@@ -1,5 +1,6 @@
 """The flexible example of Xinference's documentation, end to end: curl-style HTTP, client, CLI."""
 
+import concurrent.futures
 import json
 
 import pytest
@@ -194,3 +195,21 @@ def test_terminated_model_leaves_no_process(http, unique):
     # terminate returns after the worker has been reaped
     assert not pid_alive(pid)
     assert http.get(f"/v1/models/{uid}").status_code == 404
+
+
+@pytest.mark.parametrize("serial", [True, False])
+def test_a_model_declaring_concurrency_1_is_entered_by_one_call_at_a_time(http, unique, serial):
+    name = unique("overlap")
+    assert register_flexible(http, name, "edge_models.overlap_launcher", {"serial": serial}).status_code == 200
+    assert http.post("/v1/models", json={"model_name": name, "model_type": "flexible"}).status_code == 200
+
+    def infer(_):
+        response = http.post("/v1/flexible/infers", json={"model": name, "hold": 0.1})
+        assert response.status_code == 200, response.text
+        return response.json()["most_at_once"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        seen = max(pool.map(infer, range(8)))
+    # declared 1: never two at once; undeclared (the control), the worker's threads overlap them
+    assert seen == 1 if serial else seen > 1
+    http.delete(f"/v1/models/{name}")

@@ -245,7 +245,8 @@ def test_engine_is_picked_when_not_named_and_engines_route(llm, model_dir):
         report = http.get("/v1/engines/LLM/tiny-auto").json()
         assert report["transformers"]["available"] is True
         assert report["transformers"]["params"][0]["model_format"] == "pytorch"
-        assert report["vllm"]["available"] is False and "pip install modelyard-engine-vllm" in report["vllm"]["reason"]
+        # only the LLM engines that are registered, or suggested from this repository and not installed
+        assert set(report) == {"transformers"} and report["transformers"]["plugin"].endswith("/transformers")
         assert http.get("/v1/engines/tiny-auto").json() == report
         assert http.get("/v1/engines/LLM/ghost").status_code == 404
         assert http.post("/v1/models", json={"model_name": "tiny-auto", "model_type": "LLM"}).status_code == 200

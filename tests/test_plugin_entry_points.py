@@ -30,7 +30,8 @@ def plugin_env(tmp_path_factory) -> Path:
     ours = sysconfig.get_paths()["purelib"]
     Path(purelib, "_modelyard_test_bridge.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", str(PLUGINS / "good"), str(PLUGINS / "broken")],
+                    "--no-build-isolation", "--no-index", str(PLUGINS / "good"), str(PLUGINS / "broken"),
+                    str(PLUGINS / "clash")],
                    check=True, capture_output=True, text=True)
     return python
 
@@ -59,7 +60,7 @@ def test_cli_lists_good_and_broken_plugins(plugin_server):
     assert "broken-launcher" in table and "ModuleNotFoundError" in table
     rows = {r["name"]: r for r in json.loads(plugin_server.cli("plugins", "--json").stdout)}
     assert rows["echo-test"]["error"] is None
-    assert rows["echo-test"]["registered"] == {"flexible_launchers": ["echo-test", "needs-demo"]}
+    assert rows["echo-test"]["registered"]["flexible_launchers"] == ["echo-test", "needs-demo"]
     assert "modelyard_engine_library_that_is_not_installed" in rows["broken-launcher"]["error"]
     assert rows["broken-launcher"]["distribution"] == "modelyard-testplugin-broken"
     assert rows["modelyard.types.builtin"]["builtin"] is True
@@ -82,6 +83,55 @@ def test_plugin_launcher_serves_a_model_while_another_plugin_is_broken(plugin_se
         http.delete("/v1/models/echo")
 
 
+def _rows(plugin_server) -> list[dict]:
+    return json.loads(plugin_server.cli("plugins", "--json").stdout)
+
+
+def test_two_distributions_may_both_name_an_entry_point_transformers(plugin_server):
+    rows = [r for r in _rows(plugin_server) if r["name"] == "transformers"]
+    assert {r["distribution"] for r in rows} == {"modelyard-engine-transformers", "modelyard-testplugin-clash"}
+    assert len({r["id"] for r in rows}) == 2
+    with plugin_server.http() as http:
+        # the launcher of the clash plugin serves a flexible model...
+        assert register_flexible(http, "pipe", "transformers").status_code == 200
+        assert http.post("/v1/models", json={"model_name": "pipe", "model_type": "flexible"}).status_code == 200
+        answer = http.post("/v1/flexible/infers", json={"model": "pipe", "args": ["hi"]}).json()
+        assert answer == {"launcher": "transformers (clash plugin)", "text": "hi"}
+        http.delete("/v1/models/pipe")
+        # ...while the engine plugin of that name still serves LLMs
+        report = http.get("/v1/engines/LLM/qwen2.5-instruct").json()
+        assert report["transformers"]["available"] is True
+
+
+def test_clashes_raising_hooks_and_misspelled_hooks_are_shown(plugin_server):
+    rows = {(r["distribution"], r["name"]): r for r in _rows(plugin_server)}
+    good = rows[("modelyard-testplugin-good", "echo-test")]
+    clash = rows[("modelyard-testplugin-clash", "transformers")]
+    holders = [r for r in (good, clash) if "shared-name (embedding)" in r["registered"].get("engines", [])]
+    assert len(holders) == 1  # the first loaded keeps it; neither silently replaces the other
+    for row in (good, clash):
+        assert any("engine 'shared-name for embedding' is registered by both" in p for p in row["problems"]), row
+    assert any("register_models raised RuntimeError: the catalogue file is missing; none of its 1" in p
+               for p in clash["problems"])
+    assert "models" not in clash["registered"]  # registered before the raise: it does not count
+    assert any("unknown hook 'register_engine' (did you mean 'register_engines'?)" in p for p in clash["problems"])
+    assert clash["contract"] == 1
+    table = plugin_server.cli("plugins").stdout
+    assert "unknown hook 'register_engine'" in table and "is registered by both" in table
+    with plugin_server.http() as http:
+        assert http.get("/v1/model_registrations/embedding/half-registered").status_code == 404
+
+
+def test_the_trace_switch_logs_plugin_loading(plugin_env):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    done = subprocess.run([str(plugin_env), "-m", "modelyard", "plugins", "--local", "--json"],
+                          env={**env, "MODELYARD_TRACE_PLUGINS": "1"}, check=True, capture_output=True, text=True)
+    assert "modelyard plugins: modelyard-testplugin-good/echo-test 1.2.3 imported modelyard_testplugin_good.plugin" \
+        in done.stderr
+    assert "modelyard-testplugin-broken/broken-launcher 0.0.1 failed to import: ModuleNotFoundError" in done.stderr
+    assert "clash: engine 'shared-name for embedding'" in done.stderr
+
+
 def test_asking_for_a_broken_plugins_launcher_answers_its_error(plugin_server):
     with plugin_server.http() as http:
         register_flexible(http, "uses-broken", "broken-launcher")
@@ -92,17 +142,14 @@ def test_asking_for_a_broken_plugins_launcher_answers_its_error(plugin_server):
         assert "No module named 'modelyard_engine_library_that_is_not_installed'" in detail
 
 
-def test_workers_honour_the_plugin_switches(plugin_server):
+def test_the_worker_imports_what_the_server_resolved_whatever_its_plugin_switches(plugin_server):
     with plugin_server.http() as http:
         register_flexible(http, "echo-off", "echo-test")
         response = http.post("/v1/models", json={"model_name": "echo-off", "model_type": "flexible",
                                                  "envs": {"MODELYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}})
-        # the server knows the launcher; the worker, with autoload off, does not
-        assert response.status_code == 400
-        assert "No flexible launcher named 'echo-test'" in response.json()["detail"]
-        response = http.post("/v1/models", json={"model_name": "echo-off", "model_type": "flexible",
-                                                 "envs": {"MODELYARD_LOAD_PLUGINS": "modelyard-testplugin-good"}})
+        # the launcher's import path travels in the launch: the worker loads no plugin to find it
         assert response.status_code == 200, response.text
+        assert http.post("/v1/flexible/infers", json={"model": "echo-off", "args": ["x"]}).json()["echo"] == "x"
         http.delete("/v1/models/echo-off")
 
 

@@ -257,3 +257,47 @@ def test_an_interrupted_build_never_looks_complete(tmp_path, wheelhouse):
         assert http.get("/v1/models/first").json()["virtualenv"] == key
         assert seen(http, "first", "demo_pkg")["modules"]["demo_pkg"]["version"] == "1.0"
     srv.stop()
+
+
+
+
+def test_an_engines_excluded_packages_stay_out_and_its_constraints_pin(tmp_path, wheelhouse, monkeypatch):
+    from modelyard import venv
+    from modelyard.errors import InvalidRequest
+    from modelyard.types import VirtualEnvSettings
+
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    settings = VirtualEnvSettings(packages=[], inherit_pip_config=False, find_links=str(wheelhouse))
+    # demo-d requires demo-c, which the engine forbids (as vLLM's CPU build forbids CUDA torchvision)
+    spec = venv.plan(settings, requirements=["demo-d", "demo-pkg"], excluded=["Demo_C"], constraints=["demo-pkg<2"])
+    assert spec.excluded == ("demo-c",) and spec.constraints == ("demo-pkg<2",)
+    envs = venv.Virtualenvs(tmp_path / "envs")
+    python = envs.ensure(spec, lambda *_: None)
+    site = next((tmp_path / "envs" / spec.key).glob("lib/python*/site-packages"))
+    names = {p.name.split("-")[0] for p in site.glob("*.dist-info")}
+    assert "demo_d" in names and "demo_c" not in names  # never installed, though demo-d asks for it
+    assert any(p.name.startswith("demo_pkg-1.0") for p in site.glob("*.dist-info"))  # pinned below 2.0
+    assert python.exists()
+    with pytest.raises(InvalidRequest, match="demo-c must not be installed into this model's env"):
+        venv.plan(settings, requirements=["demo-c==1.0"], excluded=["demo-c"])
+
+
+def test_envs_live_in_MODELYARD_VENV_DIR_shared_by_homes(tmp_path, wheelhouse):
+    shared = tmp_path / "shared-envs"
+    settings = {"UV_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull, "MODELYARD_ALLOWED_PACKAGE_SOURCES": str(wheelhouse),
+                "MODELYARD_VENV_DIR": str(shared)}
+    keys = []
+    for home in ("one", "two"):
+        srv = Server(tmp_path / home, env=settings).start()
+        try:
+            with srv.http() as http:
+                register(http, "m", ["demo-pkg==1.0"], wheelhouse)
+                assert launch(http, "m").status_code == 200
+                keys.append(http.get("/v1/models/m").json()["virtualenv"])
+                assert http.get("/v1/virtualenvs").json()["list"][0]["path"].startswith(str(shared))
+        finally:
+            srv.stop()
+        assert not (tmp_path / home / "virtualenvs").exists()
+    assert keys[0] == keys[1]
+    builds = (shared / "builds.log").read_text().splitlines()
+    assert len(builds) == 1  # the second home used the env the first one built

@@ -35,8 +35,9 @@ def test_in_process_plugins_register_and_unregister(plugins):
     assert plugins.launcher("good").import_path == "pkg.impl:launcher"
     assert plugins.launcher("good").requirements == ("demo-pkg>=1",)
     assert plugins.launcher("good").plugin == "good-plugin"
-    assert plugins.engines["fake-engine"].plugin == "good-plugin"
-    assert plugins.records["good-plugin"].registered == {"flexible_launchers": ["good"], "engines": ["fake-engine"]}
+    assert plugins.engine("LLM", "fake-engine").plugin == "good-plugin"
+    assert plugins.records["good-plugin"].registered == {"flexible_launchers": ["good"],
+                                                         "engines": ["fake-engine (LLM)"]}
     plugins.unregister("good-plugin")
     assert "good" not in plugins.launchers and "good-plugin" not in plugins.records
 
@@ -54,16 +55,123 @@ def test_a_launcher_alias_names_the_same_launcher(plugins):
         "flexible_launchers": ["pipe", "xinference.model.flexible.launchers.pipe"]}
 
 
-def test_a_raising_hook_is_recorded_and_the_rest_still_load(plugins):
+def test_a_raising_hook_leaves_nothing_registered_and_the_rest_still_load(plugins):
     plugins.register(RaisingPlugin(), "raising")
     plugins.register(GoodPlugin(), "good-plugin")
-    assert plugins.records["raising"].error == "register_flexible_launchers raised RuntimeError: hook exploded"
+    problems = plugins.records["raising"].as_dict()["problems"]
+    assert problems == ["register_flexible_launchers raised RuntimeError: hook exploded; "
+                        "none of its 1 registration(s) count"]
+    assert "half" not in plugins.launchers  # registered before the raise: it does not count
+    assert plugins.records["raising"].registered == {}
     assert "good" in plugins.launchers
     assert plugins.model_types  # the built-ins are untouched
 
 
+class VllmBothTypes:
+    @hookimpl
+    def register_engines(self, register):
+        register(Engine(name="vllm", model_types=("LLM",), impl="pkg.vllm_llm:VllmLLM"))
+        register(Engine(name="vllm", model_types=("embedding",), impl="pkg.vllm_embed:VllmEmbedding"))
+
+
+class SecondVllmForLLM:
+    @hookimpl
+    def register_engines(self, register):
+        register(Engine(name="vLLM", model_types=("LLM",), impl="other.pkg:Impl"))
+        register(Engine(name="other", model_types=("rerank",), impl="other.pkg:Rerank"))
+
+
+def test_engine_names_are_per_model_type(plugins):
+    plugins.register(VllmBothTypes(), "vllm-plugin")
+    assert plugins.engine("LLM", "vllm").impl == "pkg.vllm_llm:VllmLLM"
+    assert plugins.engine("embedding", "vllm").impl == "pkg.vllm_embed:VllmEmbedding"
+    assert plugins.engine("LLM", "vLLM") is plugins.engine("LLM", "vllm")  # Xinference's spelling
+    assert plugins.engine("rerank", "vllm") is None
+    assert [e.impl for e in plugins.engines_for("embedding")] == ["pkg.vllm_embed:VllmEmbedding"]
+
+
+def test_a_clash_keeps_the_first_and_is_shown_on_both(plugins):
+    plugins.register(VllmBothTypes(), "first")
+    plugins.register(SecondVllmForLLM(), "second")
+    assert plugins.engine("LLM", "vllm").plugin == "first"
+    assert plugins.engine("rerank", "other").plugin == "second"  # the rest of the second plugin counts
+    for name in ("first", "second"):
+        (problem,) = plugins.records[name].as_dict()["problems"]
+        assert "engine 'vLLM for LLM' is registered by both 'first' and 'second'; 'first'" in problem
+    plugins.unregister("first")
+    assert plugins.engine("LLM", "vllm").plugin == "second" and plugins.records["second"].as_dict()["problems"] == []
+
+
+class LauncherClash:
+    @hookimpl
+    def register_flexible_launchers(self, register):
+        register("good", "elsewhere:launcher")
+
+
+def test_a_launcher_name_taken_is_a_clash_not_a_replacement(plugins):
+    plugins.register(GoodPlugin(), "good-plugin")
+    plugins.register(LauncherClash(), "late")
+    assert plugins.launcher("good").import_path == "pkg.impl:launcher"
+    assert "flexible launcher 'good' is registered by both" in plugins.records["late"].as_dict()["problems"][0]
+
+
+class Misspelled:
+    @hookimpl
+    def register_engine(self, register):  # the hook is register_engines
+        register(Engine(name="never", model_types=("LLM",), impl="x:y"))
+
+    @hookimpl
+    def register_flexible_launchers(self, register):
+        register("spelled-right", "x:launcher")
+
+
+def test_a_misspelled_hook_is_an_error_shown(plugins):
+    plugins.register(Misspelled(), "misspelled")
+    (problem,) = plugins.records["misspelled"].as_dict()["problems"]
+    assert "unknown hook 'register_engine'" in problem and "did you mean 'register_engines'?" in problem
+    assert plugins.engine("LLM", "never") is None
+    assert "spelled-right" in plugins.launchers
+
+
+class FromTheFuture:
+    modelyard_contract = 99
+
+    @hookimpl
+    def register_flexible_launchers(self, register):
+        register("future", "x:launcher")
+
+
+def test_the_contract_version_is_shown_and_a_newer_one_is_a_problem(plugins):
+    from modelyard.hookspecs import CONTRACT_VERSION
+
+    plugins.register(FromTheFuture(), "future")
+    row = next(r for r in plugins.describe() if r["name"] == "future")
+    assert row["contract"] == 99
+    assert f"written for plugin contract 99; this modelyard has {CONTRACT_VERSION}" in row["problems"][0]
+    builtin = next(r for r in plugins.describe() if r["name"] == "modelyard.types.builtin")
+    assert builtin["contract"] == CONTRACT_VERSION and builtin["problems"] == []
+
+
+def test_the_trace_switch_logs_each_plugin(monkeypatch, capfd):
+    monkeypatch.setenv("MODELYARD_TRACE_PLUGINS", "1")
+    traced = Plugins(autoload=True)
+    traced.register(RaisingPlugin(), "raising")
+    err = capfd.readouterr().err
+    assert "modelyard plugins:" in err
+    assert "modelyard-engine-transformers/transformers 0.1.0 imported modelyard_engine_transformers.plugin in" in err
+    assert "raising: register_flexible_launchers raised RuntimeError: hook exploded" in err
+
+
+def test_a_name_not_registered_names_the_plugins_that_failed(plugins):
+    plugins.records["x/yolo"] = PluginRecord(name="yolo", distribution="modelyard-flexible-yolo", version="0.1",
+                                             error="ModuleNotFoundError: No module named 'ultralytics'")
+    with pytest.raises(NotFound, match="No flexible launcher named 'pipe'.*failed to load: yolo "
+                                       r"\(modelyard-flexible-yolo\): ModuleNotFoundError"):
+        plugins.launcher("pipe")
+
+
 def test_a_broken_plugin_answers_its_own_error(plugins):
-    plugins.records["yolo"] = PluginRecord(name="yolo", distribution="modelyard-flexible-yolo", version="0.1",
+    plugins.records["x/yolo"] = PluginRecord(name="yolo", distribution="modelyard-flexible-yolo", version="0.1",
                                            error="ModuleNotFoundError: No module named 'ultralytics'")
     with pytest.raises(InvalidRequest, match="plugin 'yolo' .*No module named 'ultralytics'"):
         plugins.launcher("yolo")

@@ -87,11 +87,61 @@ def test_xinference_templates_parse_and_keep_unknown_keys(plugins, model_type):
             assert dumped[key] == value, key
 
 
-def test_llm_v1_quantizations_list_selects_the_first(plugins):
+def test_a_quantizations_list_is_one_spec_per_quantization(plugins):
     template = {**TEMPLATES["LLM"], "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 7,
                                                      "quantizations": ["4-bit", "none"]}]}
     registration = plugins.model_type("LLM").parse(template)
-    assert registration.model_specs[0].quantization == "4-bit"
+    assert [s.quantization for s in registration.specs()] == ["4-bit", "none"]
+
+
+def test_a_catalogue_spec_with_model_src_is_one_spec_per_hub_and_quantization(plugins):
+    entry = {"version": 2, "model_name": "qwen-gguf", "context_length": 2048, "model_ability": ["chat"],
+             "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_5", "model_src": {
+                 "huggingface": {"model_id": "Qwen/Q-GGUF", "quantizations": ["q4_k_m", "q8_0"],
+                                 "model_file_name_template": "q-{quantization}.gguf"},
+                 "modelscope": {"model_id": "qwen/Q-GGUF", "quantizations": ["q4_k_m"], "model_revision": "master"}}}]}
+    llm = plugins.model_type("LLM")
+    specs = llm.specs(llm.parse(entry))
+    assert [(s.model_hub, s.model_id, s.quantization) for s in specs] == [
+        ("huggingface", "Qwen/Q-GGUF", "q4_k_m"), ("huggingface", "Qwen/Q-GGUF", "q8_0"),
+        ("modelscope", "qwen/Q-GGUF", "q4_k_m")]
+    assert specs[0].model_file_name_template == "q-{quantization}.gguf" and specs[2].model_revision == "master"
+    assert llm.specs(llm.parse(llm.parse(entry).model_dump(mode="json"))) == specs  # what is stored reads back
+
+
+def test_media_specs_come_from_the_flat_template_or_the_top_level_model_src(plugins):
+    image = plugins.model_type("image")
+    flat = image.parse({"version": 2, "model_name": "custom-image", "model_uri": "/models/sd",
+                        "model_ability": ["text2image"], "model_family": "stable_diffusion", "controlnet": []})
+    (spec,) = image.specs(flat)
+    assert spec.model_uri == "/models/sd" and spec.model_id is None
+    audio = plugins.model_type("audio")
+    catalogue = audio.parse({"version": 2, "model_name": "whisper-tiny", "model_family": "whisper",
+                             "model_ability": ["audio2text"], "multilingual": True, "model_format": "pytorch",
+                             "model_src": {"huggingface": {"model_id": "openai/whisper-tiny", "model_revision": "abc"},
+                                           "modelscope": {"model_id": "AI-ModelScope/whisper-tiny"}}})
+    specs = audio.specs(catalogue)
+    assert [(s.model_hub, s.model_id, s.model_revision, s.model_format) for s in specs] == [
+        ("huggingface", "openai/whisper-tiny", "abc", "pytorch"),
+        ("modelscope", "AI-ModelScope/whisper-tiny", None, "pytorch")]
+
+
+@pytest.mark.parametrize(("model_type", "declared", "methods"), [
+    ("image", ["text2image", "inpainting"], ["text_to_image"]),
+    ("image", ["image2image", "text2image"], ["image_to_image", "text_to_image"]),
+    ("audio", ["audio2text"], ["transcribe"]),
+    ("audio", ["text-to-audio"], ["speech"]),
+    ("video", ["text2video", "image2video"], ["text_to_video"]),
+    ("image", ["ocr"], ["text_to_image", "image_to_image"]),  # no ability with a method: all of the type's
+    ("LLM", ["generate", "tools", "vision", "reasoning", "hybrid"], ["generate"]),
+    ("LLM", ["chat", "tools"], ["chat", "generate"]),
+])
+def test_abilities_map_to_methods_and_the_rest_are_kept(plugins, model_type, declared, methods):
+    mt = plugins.model_type(model_type)
+    base = TEMPLATES.get(model_type) or {"model_name": "m", "model_uri": "/m"}
+    registration = mt.parse({**base, "model_ability": declared})
+    assert mt.methods(registration) == methods
+    assert registration.abilities(mt) == declared  # kept whole, shown as declared
 
 
 @pytest.mark.parametrize("value", ["https://example.invalid/simple", ["https://a.invalid", "https://b.invalid"]])

@@ -344,7 +344,8 @@ def venv_prune(client) -> None:
 @click.option("--local", is_flag=True, help="Show the plugins this machine's Python loads, without a server.")
 @endpoint_option
 def plugins(as_json: bool, local: bool, endpoint: str | None, api_key: str | None) -> None:
-    """List plugins, their versions, what they registered and any load error."""
+    """List plugins, their versions and contract, what they registered, and their problems: a load
+    error, a name another plugin holds, a hook that raised, an unknown hook."""
     if local:
         from modelyard.plugins import get_plugins
 
@@ -358,7 +359,10 @@ def plugins(as_json: bool, local: bool, endpoint: str | None, api_key: str | Non
     for row in rows:
         row["registered"] = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["registered"].items())
         row["version"] = row["version"] or ""
-    click.echo(format_table(rows, ["name", "distribution", "version", "registered", "error"]))
+        row["contract"] = row.get("contract") or ""
+        # a failure to load, then what loaded wrong: clashes, hooks that raised, unknown hooks
+        row["problems"] = "; ".join(filter(None, [row["error"], *row.get("problems", [])]))
+    click.echo(format_table(rows, ["name", "distribution", "version", "contract", "registered", "problems"]))
 
 
 @cli.group()

@@ -17,6 +17,13 @@ def home() -> Path:
     return Path(os.environ.get("MODELYARD_HOME") or Path.home() / ".modelyard").expanduser()
 
 
+def venv_dir(home_dir: Path | None = None) -> Path:
+    """`MODELYARD_VENV_DIR`, default `<home>/virtualenvs`: the models' envs. Outside the home, many
+    homes (the tests' temporary ones) share envs that are slow to build."""
+    given = os.environ.get("MODELYARD_VENV_DIR")
+    return Path(given).expanduser() if given else (home_dir or home()) / "virtualenvs"
+
+
 def endpoint() -> str:
     """The server a client talks to: `MODELYARD_ENDPOINT`, else the default bind address."""
     return os.environ.get("MODELYARD_ENDPOINT") or DEFAULT_ENDPOINT

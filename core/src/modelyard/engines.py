@@ -1,7 +1,9 @@
 """Engines: what an engine plugin registers, and choosing the engine and spec for a launch.
 
-Choosing imports no engine library: it reads what engines registered, and asks each engine's
-`match` rule (a cheap function in the plugin's shim) whether it can serve a spec.
+Engines are named per model type: `(model_type, name)`, so one plugin may register `llama.cpp` for
+LLMs and for embeddings with two implementations. Choosing imports no engine library: it reads what
+engines registered, and asks each engine's `match` and `hardware` rules (cheap functions in the
+plugin's shim) whether it can serve a spec on this machine.
 """
 
 from __future__ import annotations
@@ -17,14 +19,30 @@ if TYPE_CHECKING:
     from modelyard.types import ModelSpec, Registration
 
 
+def engine_key(name: str) -> str:
+    """How engine names compare: case-insensitively, '-' as '_' (`vLLM` is `vllm`)."""
+    return name.strip().lower().replace("-", "_")
+
+
 @dataclass
 class Engine:
-    """An inference engine.
+    """An inference engine for one or more model types.
 
     `impl` is an import path (`"pkg.module:Class"`) imported only inside the worker, so the server
-    never loads the engine's library. `match(registration, spec)` decides, without importing
-    anything heavy, whether the engine can serve one spec: None when it can, else the reason.
-    `priority` orders engines when a launch names none (higher first).
+    never loads the engine's library. Register one `Engine` per implementation: an engine that
+    serves two types with two classes is registered twice under one name.
+
+    What it needs, as data the server reads without importing anything heavy:
+    - `requirements`: PEP 508 strings installed into the model's env when the server's environment
+      lacks them (the plugin's own pip dependencies stay light);
+    - `excluded_packages`: packages that must never be installed into its env (a dependency that
+      would pull a build that breaks the engine), and `constraints` for those that are;
+    - `hardware()`: None when this machine can run it, else the reason (no GPU, no AVX-512);
+    - `files(registration, spec)`: the glob patterns of the hub repository's files it needs (one
+      quantization of a GGUF repository), or None for the whole repository;
+    - `match(registration, spec)`: None when it can serve the spec, else the reason;
+    - `priority` orders engines when a launch names none (higher first); `aliases` are other names
+      clients send for it.
     """
 
     name: str
@@ -32,106 +50,140 @@ class Engine:
     impl: str
     formats: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    excluded_packages: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    hardware: Callable[[], str | None] | None = None
+    files: Callable[[Any, Any], list[str] | None] | None = None
     match: Callable[[Any, Any], str | None] | None = None
     priority: int = 0
+    aliases: tuple[str, ...] = ()
     plugin: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_types, str):
+            self.model_types = (self.model_types,)
+        for name in ("model_types", "formats", "requirements", "excluded_packages", "constraints", "aliases"):
+            setattr(self, name, tuple(getattr(self, name)))
 
     def why_not(self, registration: Registration, spec: ModelSpec) -> str | None:
         if self.formats and spec.model_format not in self.formats:
             return f"it serves {', '.join(self.formats)} models, not {spec.model_format}"
+        if self.hardware is not None:
+            reason = self.hardware()
+            if reason is not None:
+                return reason
         return self.match(registration, spec) if self.match is not None else None
+
+    def needed_files(self, registration: Registration, spec: ModelSpec) -> tuple[str, ...] | None:
+        patterns = self.files(registration, spec) if self.files is not None else None
+        return tuple(patterns) if patterns is not None else None
+
+
+# Engines this repository ships, per model type, and how to install each from a checkout of it.
+# Only plugins that exist in the repository are named: a hint must install something.
+SUGGESTED_ENGINES: dict[str, dict[str, str]] = {
+    "LLM": {"transformers": "plugins/engine-transformers"},
+}
+
+
+def install_hint(model_type: str, engine_name: str) -> str:
+    folder = {engine_key(k): v for k, v in SUGGESTED_ENGINES.get(model_type, {}).items()}.get(engine_key(engine_name))
+    if folder is None:
+        return ""
+    return f"Install it from modelyard's repository with: pip install ./{folder}"
 
 
 def _size_text(size: Any) -> str:
     return str(size).replace(".", "_")
 
 
-def matching_specs(registration: Registration, model_format: str | None = None, size: Any = None,
+def matching_specs(specs: list[ModelSpec], model_format: str | None = None, size: Any = None,
                    quantization: str | None = None, hub: str | None = None) -> list[ModelSpec]:
-    """The registration's specs that fit the launch's format, size, quantization and hub."""
-    return [s for s in registration.model_specs
+    """The specs that fit the launch's format, size, quantization and hub."""
+    return [s for s in specs
             if (model_format is None or s.model_format == model_format)
             and (size is None or _size_text(s.model_size_in_billions) == _size_text(size))
-            and (quantization is None or (s.quantization or "none") == quantization)
+            and (quantization is None or (s.quantization or "none").lower() == quantization.lower())
             and (hub is None or (s.model_hub or "huggingface") == hub)]
 
 
-def select(plugins: Plugins, model_type: str, registration: Registration, *, engine_name: str | None = None,
-           model_format: str | None = None, size: Any = None, quantization: str | None = None,
-           hub: str | None = None) -> tuple[Engine, ModelSpec]:
-    """The engine and spec a launch uses; a 400 that says why when none fits."""
-    specs = matching_specs(registration, model_format, size, quantization, hub)
-    if not specs:
-        offered = "; ".join(sorted({f"{s.model_format} {s.model_size_in_billions}B {s.quantization or 'none'} "
-                                    f"({s.model_hub})" for s in registration.model_specs}))
-        raise InvalidRequest(f"{registration.model_name} has no spec with format={model_format}, size={size}, "
-                             f"quantization={quantization}, hub={hub}. It offers: {offered}.")
+def _describe_spec(spec: ModelSpec) -> str:
+    parts = [spec.model_format or "any format"]
+    if spec.model_size_in_billions is not None:
+        parts.append(f"{spec.model_size_in_billions}B")
+    parts.append(spec.quantization or "none")
+    return " ".join(parts) + f" ({spec.model_hub or 'huggingface'})"
+
+
+def not_registered(plugins: Plugins, model_type: str, engine_name: str) -> str:
+    """Why `engine_name` cannot serve `model_type`: the message of a 404 or a report's reason."""
+    broken = plugins.broken(engine_name)
+    if broken is not None:
+        return f"Engine {engine_name!r} is unavailable: {broken.load_failure()}"
+    others = sorted({t for (t, _), e in plugins.engines.items() if engine_key(e.name) == engine_key(engine_name)})
+    known = ", ".join(e.name for e in plugins.engines_for(model_type)) or "none"
+    text = f"No engine named {engine_name!r} is registered for {model_type} models (registered: {known})."
+    if others:
+        text += f" {engine_name!r} is registered for {', '.join(others)} models."
+    hint = install_hint(model_type, engine_name)
+    return " ".join(filter(None, [text, hint])) + plugins.failures()
+
+
+def select(plugins: Plugins, model_type: str, registration: Registration, specs: list[ModelSpec], *,
+           engine_name: str | None = None, model_format: str | None = None, size: Any = None,
+           quantization: str | None = None, hub: str | None = None) -> tuple[Engine, ModelSpec]:
+    """The engine and spec a launch uses; a 4xx that says why when none fits."""
+    fitting = matching_specs(specs, model_format, size, quantization, hub)
+    if not fitting:
+        offered = "; ".join(sorted({_describe_spec(s) for s in specs})) or "no spec at all"
+        asked = ", ".join(f"{k}={v}" for k, v in (("format", model_format), ("size", size),
+                                                  ("quantization", quantization), ("hub", hub)) if v is not None)
+        raise InvalidRequest(f"{registration.model_name} has no spec with {asked or 'these selectors'}. "
+                             f"It offers: {offered}.")
     if engine_name is not None:
-        engine = plugins.engines.get(engine_name)
+        engine = plugins.engine(model_type, engine_name)
         if engine is None:
-            broken = plugins.broken(engine_name)
-            if broken is not None:
-                raise InvalidRequest(f"Engine {engine_name!r} is unavailable: {broken.load_failure()}")
-            known = ", ".join(sorted(e.name for e in plugins.engines.values() if model_type in e.model_types))
-            raise NotFound(f"No engine named {engine_name!r} is installed (for {model_type}: {known or 'none'}). "
-                           f"{install_hint(engine_name)}")
-        if model_type not in engine.model_types:
-            raise InvalidRequest(f"Engine {engine_name!r} does not serve {model_type} models.")
-        reasons = [engine.why_not(registration, s) for s in specs]
-        for spec, reason in zip(specs, reasons, strict=True):
+            message = not_registered(plugins, model_type, engine_name)
+            raise (InvalidRequest if plugins.broken(engine_name) else NotFound)(message)
+        reasons = [engine.why_not(registration, s) for s in fitting]
+        for spec, reason in zip(fitting, reasons, strict=True):
             if reason is None:
                 return engine, spec
-        raise InvalidRequest(f"Engine {engine_name!r} cannot serve {registration.model_name}: {reasons[0]}.")
-    candidates = sorted((e for e in plugins.engines.values() if model_type in e.model_types),
-                        key=lambda e: -e.priority)
+        raise InvalidRequest(f"Engine {engine.name!r} cannot serve {registration.model_name}: {reasons[0]}.")
+    candidates = sorted(plugins.engines_for(model_type), key=lambda e: -e.priority)
     reasons = []
     for engine in candidates:
-        for spec in specs:
-            reason = engine.why_not(registration, spec)
-            if reason is None:
+        for spec in fitting:
+            if engine.why_not(registration, spec) is None:
                 return engine, spec
-        reasons.append(f"{engine.name}: {engine.why_not(registration, specs[0])}")
+        reasons.append(f"{engine.name}: {engine.why_not(registration, fitting[0])}")
     if not candidates:
-        raise InvalidRequest(f"No engine is installed that serves {model_type} models; install an engine "
-                             "plugin such as modelyard-engine-transformers.")
+        suggested = "; ".join(f"{name}: pip install ./{folder}"
+                              for name, folder in SUGGESTED_ENGINES.get(model_type, {}).items())
+        raise InvalidRequest(f"No engine is installed that serves {model_type} models."
+                             + (f" From modelyard's repository: {suggested}." if suggested else "")
+                             + plugins.failures())
     raise InvalidRequest(f"No installed engine can serve {registration.model_name}: " + "; ".join(reasons))
 
 
-KNOWN_ENGINE_PACKAGES = {
-    "transformers": "modelyard-engine-transformers",
-    "llama.cpp": "modelyard-engine-llamacpp",
-    "vllm": "modelyard-engine-vllm",
-}
-
-
-def install_hint(engine_name: str) -> str:
-    package = KNOWN_ENGINE_PACKAGES.get(engine_name)
-    return f"Install it with: pip install {package}" if package else ""
-
-
-def report(plugins: Plugins, model_type: str, registration: Registration) -> dict[str, Any]:
-    """Per engine, the specs it can serve, or why it cannot (GET /v1/engines/...)."""
+def report(plugins: Plugins, model_type: str, registration: Registration, specs: list[ModelSpec]) -> dict[str, Any]:
+    """Per engine of `model_type`, the specs it can serve, or why it cannot (GET /v1/engines/...)."""
     out: dict[str, Any] = {}
-    names = {e.name for e in plugins.engines.values() if model_type in e.model_types} | set(KNOWN_ENGINE_PACKAGES)
-    for name in sorted(names):
-        engine = plugins.engines.get(name)
-        if engine is None:
-            broken = plugins.broken(name)
-            reason = broken.load_failure() if broken is not None else f"not installed; {install_hint(name)}"
-            out[name] = {"available": False, "reason": reason, "params": []}
-            continue
-        if model_type not in engine.model_types:
-            continue
+    for engine in plugins.engines_for(model_type):
         params, reasons = [], []
-        for spec in registration.model_specs:
+        for spec in specs:
             reason = engine.why_not(registration, spec)
             if reason is None:
                 quantization = spec.quantization or "none"
                 params.append({"model_name": registration.model_name, "model_format": spec.model_format,
                                "model_size_in_billions": spec.model_size_in_billions,
-                               "quantization": quantization, "quantizations": [quantization]})
+                               "quantization": quantization, "quantizations": [quantization],
+                               "model_hub": spec.model_hub})
             else:
                 reasons.append(reason)
-        out[name] = {"available": bool(params), "reason": None if params else "; ".join(sorted(set(reasons))),
-                     "params": params}
+        out[engine.name] = {"available": bool(params), "reason": None if params else "; ".join(sorted(set(reasons))),
+                            "params": params, "plugin": engine.plugin}
+    for name in SUGGESTED_ENGINES.get(model_type, {}):
+        if plugins.engine(model_type, name) is None:
+            out[name] = {"available": False, "reason": not_registered(plugins, model_type, name), "params": []}
     return out

@@ -22,6 +22,10 @@ from typing import Any
 
 
 class FlexibleModel:
+    #: How many calls may run this model at once; None: as many as the worker's threads. Code that
+    #: is not thread-safe (YOLO, most pipelines) says 1, and the worker serialises its calls.
+    concurrency: int | None = None
+
     def __init__(self, model_uid: str, model_path: str | None = None, config: dict[str, Any] | None = None,
                  **kwargs: Any):
         self.model_uid = model_uid

@@ -10,6 +10,10 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("modelyard")
 
+#: The version of this contract. A plugin may declare the one it was written for as a module
+#: attribute `modelyard_contract = 1`; a newer one than this core's is shown as a problem.
+CONTRACT_VERSION = 1
+
 
 @hookspec
 def register_model_types(register):
@@ -18,7 +22,7 @@ def register_model_types(register):
 
 @hookspec
 def register_engines(register):
-    """Register engines: `register(Engine(...))`, naming the import path of the implementation."""
+    """Register engines: `register(Engine(...))`, named per model type, naming the import path of the implementation."""
 
 
 @hookspec

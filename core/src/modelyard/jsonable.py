@@ -11,12 +11,16 @@ import pathlib
 import uuid
 from typing import Any
 
+from modelyard.arrays import Array
+
 
 class NotJSONable(TypeError):
     pass
 
 
 def _convert(obj: Any) -> Any:
+    if isinstance(obj, Array):
+        return obj.tolist()
     module = type(obj).__module__
     if module == "numpy" or module.startswith("numpy."):
         if hasattr(obj, "tolist"):

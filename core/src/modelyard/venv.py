@@ -146,6 +146,8 @@ class EnvSpec:
     no_build_isolation: bool
     python: str
     base: tuple[str, ...]
+    excluded: tuple[str, ...] = ()  # package names never installed here (an engine's rule)
+    constraints: tuple[str, ...] = ()  # pins for the packages that are
 
     @property
     def key(self) -> str:
@@ -154,23 +156,31 @@ class EnvSpec:
 
 
 def plan(settings: VirtualEnvSettings | None, *, enable: bool | None = None, extra_packages: Iterable[str] = (),
-         extra_find_links: Iterable[str] = (), requirements: Iterable[str] = ()) -> EnvSpec | None:
+         extra_find_links: Iterable[str] = (), requirements: Iterable[str] = (), excluded: Iterable[str] = (),
+         constraints: Iterable[str] = ()) -> EnvSpec | None:
     """The env a model needs, or None when the server's environment already has everything.
 
     `extra_packages` (launch-time `virtual_env_packages`) add to or replace the registration's;
-    `requirements` are the engine's or launcher's runtime requirements. `enable=False` turns the
-    registration's env off.
+    `requirements` are the engine's or launcher's runtime requirements; `excluded` names packages
+    its engine forbids in its env (never installed, and a 400 when asked for), `constraints` pin
+    those that are installed. `enable=False` turns the registration's env off.
     """
     if enable is False:
         return None
     settings = settings or VirtualEnvSettings()
     wanted = merge_packages(settings.packages, extra_packages)
     wanted = expand_system_markers(wanted) + [r for r in requirements]
+    banned = {canonicalize_name(name) for name in excluded}
     missing: dict[str, Requirement] = {}
     for text in wanted:
         req = parse_requirement(text)
+        if canonicalize_name(req.name) in banned:
+            raise InvalidRequest(f"{req.name} must not be installed into this model's env: its engine forbids "
+                                 f"{', '.join(sorted(banned))} there (a build of them breaks it). Leave it out.")
         if not satisfied(req):
             missing[str(req)] = req
+    for text in constraints:
+        parse_requirement(text)
     if not missing:
         return None
     inherited = pipconfig.read() if settings.inherit_pip_config else pipconfig.PipConfig()
@@ -183,6 +193,8 @@ def plan(settings: VirtualEnvSettings | None, *, enable: bool | None = None, ext
         no_build_isolation=bool(settings.no_build_isolation),
         python=f"{sys.implementation.name}-{sys.version.split()[0]}",
         base=tuple(base_site_dirs()),
+        excluded=tuple(sorted(banned)),
+        constraints=tuple(constraints),
     )
 
 
@@ -221,7 +233,7 @@ class InstallFailed(InvalidRequest):
 
 
 class Virtualenvs:
-    """The envs under `root` (MODELYARD_HOME/virtualenvs), and which models use them."""
+    """The envs under `root` (`config.venv_dir()`), and which models use them."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -325,8 +337,10 @@ class Virtualenvs:
             batch = sorted(t for n in names for t in wanted[n])
             progress("installing", min(0.6, 0.1 + 0.1 * round_no), "installing " + ", ".join(batch))
             self._uv(["pip", "install"], ["--python", str(self.python(spec.key)), "--no-deps",
-                                          *self._index_args(spec), *batch], failure=f"Installing {', '.join(batch)}")
-            todo = self._unmet_dependencies(env_site, view, extras)
+                                          *self._index_args(spec), *self._constraint_args(spec, path), *batch],
+                     failure=f"Installing {', '.join(batch)}")
+            todo = [t for t in self._unmet_dependencies(env_site, view, extras)
+                    if canonicalize_name(Requirement(t).name) not in spec.excluded]
             if not todo:
                 return
         raise InstallFailed(f"Dependencies did not settle after {MAX_ROUNDS} rounds; last: {', '.join(todo)}")
@@ -351,6 +365,14 @@ class Virtualenvs:
                     if not satisfied(dep, view):
                         unmet[f"{dep.name}{dep.specifier}"] = None
         return list(unmet)
+
+    @staticmethod
+    def _constraint_args(spec: EnvSpec, path: Path) -> list[str]:
+        if not spec.constraints:
+            return []
+        constraints = path / "modelyard-constraints.txt"
+        constraints.write_text("".join(f"{c}\n" for c in spec.constraints))
+        return ["--constraint", str(constraints)]
 
     @staticmethod
     def _index_args(spec: EnvSpec) -> list[str]:

@@ -12,10 +12,12 @@ from modelyard.types import ModelSpec
 
 def test_the_engine_is_registered_by_its_entry_point():
     plugins = Plugins()
-    engine = plugins.engines["transformers"]
+    engine = plugins.engine("LLM", "Transformers")  # as Xinference spells it
     assert engine.model_types == ("LLM",) and engine.formats == ("pytorch",)
     assert engine.impl == "modelyard_engine_transformers.llm:TransformersLLM"
-    assert plugins.records["transformers"].distribution == "modelyard-engine-transformers"
+    record = plugins.records[engine.plugin]
+    assert record.name == "transformers" and record.distribution == "modelyard-engine-transformers"
+    assert record.contract == 1 and record.problems == []
 
 
 def test_loading_the_shim_imports_no_ml_library():

@@ -59,7 +59,7 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
                             check=lambda registration, key: settings.gates.check_registration(registration, plugins,
                                                                                                key))
         backend = LocalProcessBackend(home, settings.log_max_bytes, settings.log_backups)
-        supervisor = Supervisor(plugins, registry, backend, Virtualenvs(home / "virtualenvs"), settings)
+        supervisor = Supervisor(plugins, registry, backend, Virtualenvs(config.venv_dir(home)), settings)
         supervisor.start()
         authentication.keys = keys
         flusher = asyncio.get_running_loop().create_task(_flush_key_uses(keys))

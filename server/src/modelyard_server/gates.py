@@ -31,7 +31,8 @@ from modelyard.venv import SYSTEM_MARKER, as_list
 # Variables a launch may always set: they tune an engine and load nothing.
 SAFE_ENVS = frozenset({
     "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-    "MODELYARD_LOAD_PLUGINS", "MODELYARD_DISABLE_PLUGIN_AUTOLOAD", "MODELYARD_TORCH_THREADS",
+    "MODELYARD_LOAD_PLUGINS", "MODELYARD_DISABLE_PLUGIN_AUTOLOAD", "MODELYARD_TRACE_PLUGINS",
+    "MODELYARD_TORCH_THREADS",
 })
 # Variables that make a program load or run code, or that hold the server's own settings and
 # secrets: refused even when MODELYARD_ALLOWED_ENVS lists them.
@@ -44,7 +45,7 @@ NEVER_ENVS = frozenset({
     "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
     "CC", "CXX", "CPP", "LD", "LDSHARED", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS",
     "OPENSSL_CONF", "OPENSSL_ENGINES", "SSLKEYLOGFILE",
-    "MODELYARD_HOME", "MODELYARD_MODEL_UID",
+    "MODELYARD_HOME", "MODELYARD_VENV_DIR", "MODELYARD_MODEL_UID",
 }) | config.SECRET_VARIABLES
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -6,6 +6,8 @@ import click
 
 from modelyard import config, hookimpl
 
+modelyard_contract = 1  # the plugin contract this plugin is written for
+
 
 @hookimpl
 def register_commands(cli):

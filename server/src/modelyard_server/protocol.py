@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from modelyard.types import Selection
+
 
 class ErrorDetail(BaseModel):
     message: str
@@ -73,6 +75,11 @@ class LaunchModelRequest(BaseModel):
     enable_virtual_env: bool | None = None
     virtual_env_packages: list[str] | None = None
     virtual_env_find_links: list[str] | None = None
+
+    def selection(self) -> Selection:
+        """What this launch asks of its model's type's resolution."""
+        return Selection(engine=self.model_engine, model_format=self.model_format, size=self.model_size_in_billions,
+                         quantization=self.quantization, hub=self.download_hub, model_path=self.model_path)
 
     def unsupported(self) -> list[str]:
         """The Xinference launch parameters set to values modelyard cannot honour yet."""

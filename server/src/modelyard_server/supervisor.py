@@ -14,15 +14,14 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from modelyard import engines, venv
+from modelyard import venv
 from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
 from modelyard.keys import ApiKey
-from modelyard.plugins import Plugins, is_import_path
+from modelyard.plugins import Plugins
 from modelyard.registry import Registry
-from modelyard.types import ModelSpec, ModelType, Registration, check_name_length
+from modelyard.types import ModelSpec, Registration, check_name_length
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
@@ -50,7 +49,7 @@ class ModelRecord:
     model_name: str
     model_type: str
     registration: Registration
-    abilities: list[str]
+    abilities: list[str]  # as declared: Xinference's vocabulary, kept whole
     engine: str | None = None
     launcher: str | None = None
     status: Status = Status.LAUNCHING
@@ -62,6 +61,7 @@ class ModelRecord:
     env_key: str | None = None
     spec: ModelSpec | None = None
     launched_by: str | None = None  # the id of the API key that launched it
+    methods: list[str] = field(default_factory=list)  # what the worker answers, once READY
     # every stage the launch went through, so a client polling slowly still sees each one
     history: list[dict[str, Any]] = field(
         default_factory=lambda: [{"stage": "queued", "progress": 0.0, "message": "", "at": time.time()}])
@@ -85,6 +85,7 @@ class ModelRecord:
             "model_type": self.model_type,
             "model_name": self.model_name,
             "model_ability": self.abilities,
+            "methods": self.methods,
             "model_description": reg.model_description,
             "model_engine": self.engine,
             "status": self.status.value,
@@ -143,32 +144,6 @@ class Supervisor:
             uid, n = f"{request.model_name}-{n}", n + 1
         return uid
 
-    def _choose_runner(self, request: LaunchModelRequest, model_type: ModelType,
-                       registration: Registration) -> tuple[str | None, ModelSpec | None, tuple[str, ...]]:
-        """What runs the model: its engine and spec, or (flexible models) its launcher; and the
-        runtime requirements that come with it. Every check here fails before anything is spawned."""
-        if not model_type.uses_engine:
-            selectors = {k: getattr(request, k)
-                         for k in ("model_format", "model_size_in_billions", "quantization", "download_hub")}
-            given = [k for k, v in selectors.items() if v is not None]
-            if given:
-                raise InvalidRequest(f"{', '.join(given)} select among model specs, and {model_type.name} "
-                                     "models have none; leave them out.")
-            if request.model_engine is not None:
-                raise InvalidRequest(f"{model_type.name} models run their launcher, not an engine; "
-                                     "leave model_engine out.")
-            launcher = registration.launcher
-            if launcher not in self.plugins.launchers and is_import_path(launcher):
-                return None, None, ()  # the gates allowed the path; the worker imports it
-            return None, None, self.plugins.launcher(launcher).requirements  # a bare name must be registered
-        engine, spec = engines.select(self.plugins, model_type.name, registration,
-                                      engine_name=request.model_engine, model_format=request.model_format,
-                                      size=request.model_size_in_billions, quantization=request.quantization,
-                                      hub=request.download_hub)
-        if request.model_path is not None and not Path(request.model_path).expanduser().exists():
-            raise InvalidRequest(f"model_path {request.model_path!r} does not exist on this machine.")
-        return engine.name, spec, engine.requirements
-
     async def launch(self, request: LaunchModelRequest, wait_ready: bool = True,
                      key: ApiKey | None = None) -> ModelRecord:
         check_name_length("model_name", request.model_name)
@@ -179,10 +154,11 @@ class Supervisor:
         model_type = self.plugins.model_type(entry.model_type)
         registration = entry.registration
         self.settings.gates.check_launch(request, registration, self.plugins, key)
-        engine_name, spec, requirements = self._choose_runner(request, model_type, registration)
+        runner = model_type.resolve(self.plugins, registration, request.selection())
         env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
                         extra_packages=request.virtual_env_packages or (),
-                        extra_find_links=request.virtual_env_find_links or (), requirements=requirements)
+                        extra_find_links=request.virtual_env_find_links or (), requirements=runner.requirements,
+                        excluded=runner.excluded_packages, constraints=runner.constraints)
         if env is not None and not self.venvs.complete(env.key):
             require_admin(key, f"Building a virtualenv ({', '.join(env.packages)}: their builds run code)")
         uid = self._allocate_uid(request)
@@ -191,7 +167,8 @@ class Supervisor:
             await self.terminate(uid)
         record = ModelRecord(uid=uid, model_name=request.model_name, model_type=model_type.name,
                              registration=registration, abilities=registration.abilities(model_type),
-                             engine=engine_name, launcher=getattr(registration, "launcher", None), spec=spec,
+                             engine=runner.name if runner.kind == "engine" else None,
+                             launcher=runner.name if runner.kind == "launcher" else None, spec=runner.spec,
                              env_key=env.key if env is not None else None,
                              launched_by=key.id if key is not None else None)
         self.models[uid] = record
@@ -202,8 +179,8 @@ class Supervisor:
             "model_type": model_type.name,
             "model_name": request.model_name,
             "registration": registration.model_dump(mode="json"),
-            "model_engine": engine_name,
-            "spec": spec.model_dump(mode="json") if spec is not None else None,
+            "runner": runner.as_message(),
+            "spec": runner.spec.model_dump(mode="json") if runner.spec is not None else None,
             "model_path": request.model_path,
             "kwargs": dict(request.model_extra or {}),  # every key the protocol does not name
         }
@@ -249,7 +226,7 @@ class Supervisor:
                 await record.worker.stop(self.settings.stop_grace)
             self._fail(record, message)
             raise LaunchFailed(message) from None
-        record.abilities = info.get("abilities", record.abilities)
+        record.methods = list(info.get("abilities", []))
         record.status = Status.READY
         record.note_progress("ready", 1.0, "ready")
         worker.exited.add_done_callback(lambda f: self._on_exit(record, f.result()))

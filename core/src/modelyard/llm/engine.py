@@ -20,6 +20,7 @@ from modelyard.llm.params import ALL_PARAMS, GenerateParams, parse_params
 from modelyard.llm.reasoning import ReasoningSplitter
 from modelyard.llm.stops import StopMatcher
 from modelyard.types import ModelSpec
+from modelyard.types.engine import EngineBase
 from modelyard.types.llm import LLMRegistration
 
 
@@ -35,7 +36,7 @@ class Generation:
     finish_reason: str | None = None
 
 
-class LLMEngine:
+class LLMEngine(EngineBase):
     #: The generation parameters this engine honours; a request naming another one is a 400.
     supported_params: frozenset[str] = ALL_PARAMS
     #: The most bytes of text one token can stand for (set at load from the vocabulary): a prompt
@@ -44,19 +45,14 @@ class LLMEngine:
     #: The token an empty prompt starts from; without one, an empty prompt is a 400.
     bos_token_id: int | None = None
 
+    registration: LLMRegistration
+
     def __init__(self, model_uid: str, registration: LLMRegistration, spec: ModelSpec, model_path: str,
                  **kwargs: Any):
-        self.model_uid = model_uid
-        self.registration = registration
-        self.spec = spec
-        self.model_path = model_path
-        self.kwargs = kwargs
+        super().__init__(model_uid, registration, spec, model_path, **kwargs)
         self.context_length = registration.context_length
 
-    # -- what an engine implements --------------------------------------------------------
-
-    def load(self) -> None:
-        raise NotImplementedError
+    # -- what an engine implements (and load) ----------------------------------------------
 
     def encode_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any]) -> list[int]:
         """The prompt token ids of a conversation, with the generation prompt appended."""

@@ -10,6 +10,8 @@ from modelyard.types.llm import LLM
 from modelyard.types.rerank import RERANK
 from modelyard.types.video import VIDEO
 
+modelyard_contract = 1  # the plugin contract this plugin is written for
+
 
 @hookimpl
 def register_model_types(register):

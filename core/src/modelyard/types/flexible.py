@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import field_validator
 
-from modelyard.types import ModelType, Registration, json_object
+from modelyard.errors import InvalidRequest
+from modelyard.types import ModelType, Registration, Runner, Selection, json_object
+
+if TYPE_CHECKING:
+    from modelyard.plugins import Plugins
 
 
 class FlexibleRegistration(Registration):
@@ -45,7 +49,27 @@ class FlexibleRegistration(Registration):
         return []
 
 
-FLEXIBLE = ModelType(
+class FlexibleType(ModelType):
+    """Flexible models run their launcher, never an engine: this is the one place that says so."""
+
+    def resolve(self, plugins: Plugins, registration: Registration, selection: Selection) -> Runner:
+        from modelyard.plugins import is_import_path
+
+        given = list(selection.selectors())
+        if given:
+            raise InvalidRequest(f"{', '.join(given)} select among model specs, and {self.name} "
+                                 "models have none; leave them out.")
+        if selection.engine is not None:
+            raise InvalidRequest(f"{self.name} models run their launcher, not an engine; leave model_engine out.")
+        assert isinstance(registration, FlexibleRegistration)
+        name = registration.launcher
+        if name not in plugins.launchers and is_import_path(name):
+            return Runner("launcher", name, name)  # the gates allowed the path; the worker imports it
+        launcher = plugins.launcher(name)  # a bare name must be registered
+        return Runner("launcher", name, launcher.import_path, launcher.plugin, requirements=launcher.requirements)
+
+
+FLEXIBLE = FlexibleType(
     name="flexible",
     schema=FlexibleRegistration,
     abilities=("infer",),

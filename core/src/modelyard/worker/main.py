@@ -3,6 +3,10 @@
 Sync model methods run in a thread pool so many calls are in flight at once and the loop stays
 free to answer pings and cancellations; coroutine methods run on the loop itself. A streamed call
 runs in a thread of its own pool, which also iterates the model's generator and sends the items.
+
+A model that declares `concurrency = N` (YOLO and pipelines, which are not thread-safe, declare 1)
+is entered by at most N calls at once: the others wait on the loop, holding no thread, and a call
+cancelled while its model runs holds its place until the model has returned.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import inspect
 import math
@@ -50,6 +55,7 @@ class Worker:
         # call, which its thread sets: a thread that outlives its call sets a clock nobody reads.
         self.progress_at: dict[int, _Clock] = {}
         self.credits: dict[int, _Credit] = {}  # of the streams in flight
+        self.gate: asyncio.Semaphore | None = None  # the model's declared concurrency
 
     def progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.sender.send([p.PROGRESS, stage, fraction, message])
@@ -65,6 +71,9 @@ class Worker:
             message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
             self.sender.send([p.FAILED, error_type, message])
             return False
+        concurrency = getattr(self.loaded.model, "concurrency", None)
+        if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1:
+            self.gate = asyncio.Semaphore(concurrency)
         for name in self.loaded.abilities:
             method = getattr(self.loaded.model, name, None)
             try:
@@ -108,18 +117,20 @@ class Worker:
         try:
             frames = _Coalescer(self.sender, self.loop, STREAM_WINDOW) if streaming else None
             method = self._method(name, args, kwargs)
-            if inspect.iscoroutinefunction(method):
-                result = await method(*args, **kwargs)
-                produce = functools.partial(_as_is, result) if inspect.isgenerator(result) else None
-            else:
-                produce = functools.partial(method, *args, **kwargs)
-            if produce is not None:
-                # a generator, streamed or collected, holds its thread until it ends: not one of the call pool's
-                lasting = streaming or inspect.isgeneratorfunction(method) or produce.func is _as_is
-                pool = self.streams if lasting else self.pool
-                result = await self.loop.run_in_executor(pool, self._produce, rid, produce, encode, frames, stop)
-            if inspect.isasyncgen(result):
-                result = await self._drain(rid, result, encode, frames)
+            async with self.gate or contextlib.nullcontext():
+                if inspect.iscoroutinefunction(method):
+                    result = await method(*args, **kwargs)
+                    produce = functools.partial(_as_is, result) if inspect.isgenerator(result) else None
+                else:
+                    produce = functools.partial(method, *args, **kwargs)
+                if produce is not None:
+                    # a generator, streamed or collected, holds its thread until it ends: not one of the call pool's
+                    lasting = streaming or inspect.isgeneratorfunction(method) or produce.func is _as_is
+                    pool = self.streams if lasting else self.pool
+                    running = self.loop.run_in_executor(pool, self._produce, rid, produce, encode, frames, stop)
+                    result = await (running if self.gate is None else self._hold(running, rid, stop))
+                if inspect.isasyncgen(result):
+                    result = await self._drain(rid, result, encode, frames)
             if result is not _STREAMED:
                 self.sender.send([p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
@@ -136,6 +147,19 @@ class Worker:
             credit = self.credits.pop(rid, None)
             if credit is not None:
                 credit.close()  # nor may it wait for credit any longer
+
+    async def _hold(self, running: asyncio.Future, rid: int, stop: threading.Event) -> Any:
+        """`running`'s result; cancelled, it still waits for the model to return, so a gated
+        model is never entered by the next call while this one's thread runs on."""
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            stop.set()
+            credit = self.credits.get(rid)
+            if credit is not None:
+                credit.close()
+            await asyncio.wait([running])
+            raise
 
     def _method(self, name: str, args: list, kwargs: dict) -> Callable[..., Any]:
         """The model's method `name`, once the arguments are known to fit it."""

@@ -20,7 +20,9 @@ server grants more as it passes them on, so a slow client holds the model back i
 the server's memory. A stream shorter than STREAM_CREDIT never needs a grant.
 
 A call's mode says how values travel: MODE_JSON / MODE_STREAM_JSON encode each value as JSON bytes
-in the worker (the server passes them through untouched); MODE_RAW / MODE_STREAM send msgpack values.
+in the worker (the server passes them through untouched); MODE_RAW / MODE_STREAM send msgpack values,
+with arrays (numpy's, torch's, `modelyard.arrays.Array`) as `Array`s and dataclasses as dicts
+(`modelyard.arrays`): the typed results of the model-type bases travel this way.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any
 
 import msgpack
 
+from modelyard.arrays import ext_hook, wire_default
+
 LAUNCH, PROGRESS, READY, FAILED = "launch", "progress", "ready", "failed"
 CALL, CANCEL, PING, PONG, CREDIT = "call", "cancel", "ping", "pong", "credit"
 RESULT, CHUNK, END, ERROR = "result", "chunk", "end", "error"
@@ -45,12 +49,12 @@ HIGH_WATER = 1 << 20
 
 
 def pack(message: list[Any]) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
+    return msgpack.packb(message, use_bin_type=True, default=wire_default)
 
 
 async def messages(reader: asyncio.StreamReader) -> AsyncIterator[list[Any]]:
     """Every message from `reader` until the peer closes the socket."""
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 31)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 31, ext_hook=ext_hook)
     while True:
         data = await reader.read(1 << 16)
         if not data:

@@ -3,6 +3,8 @@
 from modelyard import hookimpl
 from modelyard.engines import Engine
 
+modelyard_contract = 1  # the plugin contract this plugin is written for
+
 
 def match(registration, spec) -> str | None:
     quantization = (spec.quantization or "none").lower()

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/engines", route_class=scoped("models:read"))
 async def engines_for_type(model_type: str, model_name: str, request: Request) -> dict:
     state = server_state(request)
     entry = state.registry.get(model_type, model_name)
-    return engines.report(state.plugins, entry.model_type, entry.registration)
+    return _report(state.plugins, entry)
 
 
 @router.get("/{model_name}")
@@ -29,5 +29,11 @@ async def engines_for_name(model_name: str, request: Request) -> dict:
             entry = state.registry.get(model_type.name, model_name)
         except NotFound:
             continue
-        return engines.report(state.plugins, entry.model_type, entry.registration)
+        return _report(state.plugins, entry)
     raise NotFound(f"No model named {model_name!r} is registered or builtin.")
+
+
+def _report(plugins, entry) -> dict:
+    """Only the engines of the entry's type: `vllm` for embeddings is not `vllm` for LLMs."""
+    model_type = plugins.model_type(entry.model_type)
+    return engines.report(plugins, model_type.name, entry.registration, model_type.specs(entry.registration))

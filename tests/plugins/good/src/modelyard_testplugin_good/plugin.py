@@ -1,6 +1,7 @@
 """The shim the entry point loads: it registers launchers by import path and imports nothing else."""
 
 from modelyard import hookimpl
+from modelyard.engines import Engine
 
 
 @hookimpl
@@ -8,3 +9,9 @@ def register_flexible_launchers(register):
     register("echo-test", "modelyard_testplugin_good.impl:launcher")
     # a launcher whose runtime needs the server lacks: they go into the model's own env
     register("needs-demo", "modelyard_testplugin_good.impl:demo_launcher", requirements=["demo-pkg==2.0"])
+
+
+@hookimpl
+def register_engines(register):
+    # the clash test plugin registers this name for embeddings too
+    register(Engine(name="shared-name", model_types=("embedding",), impl="modelyard_testplugin_good.impl:Nothing"))
