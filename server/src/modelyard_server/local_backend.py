@@ -87,6 +87,8 @@ class LocalWorker:
         try:
             async for message in p.messages(reader):
                 self._on_message(message)
+        except ConnectionError:
+            pass  # the worker died (a reset as it went): its exit, seen by _watch, says how
         except Exception as exc:  # a corrupt frame: the link is lost, and so is the worker
             self.gone_reason = f"the link to its worker broke: {exc}"
             _signal_group(self.pid, signal.SIGKILL)
