@@ -1,6 +1,7 @@
 """Arrays on the worker link: numpy's and torch's become Arrays the server reads without numpy."""
 
 import base64
+import json
 import struct
 
 import msgpack
@@ -57,3 +58,18 @@ def test_lists_of_floats_make_an_array_and_shapes_are_checked():
 def test_a_value_with_no_form_says_what_to_return():
     with pytest.raises(TypeError, match="cannot travel to the server"):
         wire.pack([object()])
+
+
+def test_empty_dimensions_and_rows_out_of_range():
+    got = roundtrip(np.zeros((3, 0), dtype=np.float32))
+    assert got.shape == (3, 0) and got.tolist() == [[], [], []]
+    assert roundtrip(np.zeros((2, 0, 3))).tolist() == [[], []]
+    with pytest.raises(IndexError):
+        Array.from_rows([[1.0]]).row_bytes(-1)
+
+
+def test_a_typed_result_in_json_mode_keeps_its_vectors_as_lists():
+    from modelyard import jsonable
+
+    assert json.loads(jsonable.dumps(Embeddings(Array.from_rows([[1.0, 2.0]]), prompt_tokens=1))) == {
+        "vectors": [[1.0, 2.0]], "prompt_tokens": 1}

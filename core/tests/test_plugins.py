@@ -186,3 +186,38 @@ def test_import_object_accepts_both_path_styles():
         import_object("justaname")
     with pytest.raises(ModuleNotFoundError):
         import_object("no_such_module_anywhere.f")
+
+
+class TryLast:
+    @hookimpl(trylast=True)
+    def register_model_types(self, register):
+        from modelyard.types.llm import LLM
+
+        register(LLM)
+
+    @hookimpl
+    def register_engines(self, register):
+        register(Engine(name="lower", model_types="llm", impl="x:y", formats="pytorch"))
+        register(Engine(name="bad-type", model_types=("nope",), impl="x:y"))
+        register(Engine(name="flaky", model_types=("LLM",), impl="x:y", hardware=lambda: 1 / 0))
+
+
+def test_load_order_not_pluggys_order_decides_who_keeps_a_name(plugins):
+    plugins.register(TryLast(), "trylast")
+    problems = plugins.records["trylast"].as_dict()["problems"]
+    assert any("model type 'LLM' is registered by both 'modelyard.types.builtin' and 'trylast'" in p for p in problems)
+    assert plugins.engine("LLM", "lower").formats == ("pytorch",)  # type named in any case; a string is one item
+    assert any("Unknown model type 'nope'" in p for p in problems)
+
+
+def test_a_plugin_rule_that_raises_is_a_reason_not_a_crash(plugins):
+    from modelyard.types import ModelSpec
+
+    plugins.register(TryLast(), "trylast")
+    reason = plugins.engine("LLM", "flaky").why_not(None, ModelSpec(model_format="pytorch"))
+    assert reason.startswith("its hardware rule raised ZeroDivisionError")
+
+
+def test_a_broken_plugin_is_found_whatever_the_case_of_the_name(plugins):
+    plugins.records["x/transformers"] = PluginRecord(name="transformers", error="ImportError: no torch")
+    assert plugins.broken("Transformers") is plugins.records["x/transformers"]

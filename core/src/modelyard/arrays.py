@@ -66,14 +66,14 @@ class Array:
             values = [bool(v) for v in values]
         if not self.shape:
             return values[0]
-        for size in reversed(self.shape[1:]):
-            values = [values[i:i + size] for i in range(0, len(values), size)]
-        return values
+        return _nest(values, self.shape)
 
     def row_bytes(self, index: int) -> bytes:
         """The bytes of row `index` of a matrix (the first axis)."""
         if not self.shape:
             raise ValueError("a scalar has no rows")
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"row {index} of an array of {self.shape[0]} rows")
         step = len(self.data) // self.shape[0] if self.shape[0] else 0
         return self.data[index * step:(index + 1) * step]
 
@@ -82,6 +82,13 @@ class Array:
 
     def __len__(self) -> int:
         return self.shape[0] if self.shape else 0
+
+
+def _nest(flat: list[Any], shape: tuple[int, ...]) -> list[Any]:
+    if len(shape) == 1:
+        return flat
+    step = math.prod(shape[1:])
+    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 def as_array(obj: Any) -> Array | None:

@@ -60,23 +60,35 @@ class Engine:
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.model_types, str):
-            self.model_types = (self.model_types,)
         for name in ("model_types", "formats", "requirements", "excluded_packages", "constraints", "aliases"):
-            setattr(self, name, tuple(getattr(self, name)))
+            value = getattr(self, name)
+            setattr(self, name, (value,) if isinstance(value, str) else tuple(value))
 
     def why_not(self, registration: Registration, spec: ModelSpec) -> str | None:
         if self.formats and spec.model_format not in self.formats:
             return f"it serves {', '.join(self.formats)} models, not {spec.model_format}"
         if self.hardware is not None:
-            reason = self.hardware()
+            reason = self._rule("hardware", self.hardware)
             if reason is not None:
                 return reason
-        return self.match(registration, spec) if self.match is not None else None
+        return self._rule("match", self.match, registration, spec) if self.match is not None else None
 
     def needed_files(self, registration: Registration, spec: ModelSpec) -> tuple[str, ...] | None:
-        patterns = self.files(registration, spec) if self.files is not None else None
-        return tuple(patterns) if patterns is not None else None
+        if self.files is None:
+            return None
+        try:
+            patterns = self.files(registration, spec)
+        except Exception as exc:
+            raise InvalidRequest(f"Engine {self.name!r}'s files rule raised {type(exc).__name__}: {exc} "
+                                 f"(a bug in its plugin {self.plugin!r}).") from None
+        return (patterns,) if isinstance(patterns, str) else tuple(patterns) if patterns is not None else None
+
+    def _rule(self, what: str, rule: Callable[..., str | None], *args: Any) -> str | None:
+        """A plugin's rule's answer; one that raises is a reason, not a 500."""
+        try:
+            return rule(*args)
+        except Exception as exc:
+            return f"its {what} rule raised {type(exc).__name__}: {exc} (a bug in its plugin {self.plugin!r})"
 
 
 # Engines this repository ships, per model type, and how to install each from a checkout of it.

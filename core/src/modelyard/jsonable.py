@@ -28,7 +28,7 @@ def _convert(obj: Any) -> Any:
     if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
         return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # one level: Arrays stay Arrays
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=repr)
     if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):

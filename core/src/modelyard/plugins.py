@@ -227,7 +227,8 @@ class Plugins:
 
         def engine(plugin: str, eng: Engine) -> None:
             eng.plugin = plugin
-            for type_name in eng.model_types:
+            for given in eng.model_types:
+                type_name = self.model_type(given).name  # a 400 for an unknown type: a problem shown
                 key = (type_name, engine_key(eng.name))
                 if self._claim(owners, plugin, self.engines, key, eng, "engine", f"{eng.name} for {type_name}"):
                     self._note(plugin, "engines", f"{eng.name} ({type_name})")
@@ -277,7 +278,9 @@ class Plugins:
         """Call one hook plugin by plugin. A plugin's registrations are held until its hook returns:
         one whose hook raises is recorded with the error, and none of that call's registrations count."""
         hook = getattr(self.manager.hook, hook_name)
-        for impl in hook.get_hookimpls():  # in registration order: the first loaded keeps a name
+        order = {plugin_id: n for n, plugin_id in enumerate(self.records)}
+        # in load order (pluggy's own order puts trylast first): the first loaded keeps a name
+        for impl in sorted(hook.get_hookimpls(), key=lambda i: order.get(i.plugin_name, len(order))):
             plugin = impl.plugin_name
             held: list[tuple[tuple, dict]] = []
 
@@ -319,7 +322,7 @@ class Plugins:
     def broken(self, name: str) -> PluginRecord | None:
         """A failed plugin whose entry point is named `name`, if any (by convention an entry point
         is named after the engine or launcher it provides)."""
-        return next((r for r in self.records.values() if r.error and r.name == name), None)
+        return next((r for r in self.records.values() if r.error and engine_key(r.name) == engine_key(name)), None)
 
     def failures(self) -> str:
         """For "not registered" answers: which plugins failed to load, if any did."""

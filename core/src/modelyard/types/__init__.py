@@ -109,11 +109,11 @@ class Registration(BaseModel):
 
     def model_uris(self) -> list[str]:
         """Every `model_uri` this registration names, top-level and per spec."""
-        uris = [s.model_uri for s in self.model_specs if s.model_uri]
+        uris = [s.model_uri for s in self.specs() if s.model_uri]
         top = getattr(self, "model_uri", None)
         if isinstance(top, str) and top:
             uris.append(top)
-        return uris
+        return list(dict.fromkeys(uris))
 
     def abilities(self, model_type: ModelType) -> list[str]:
         declared = getattr(self, "model_ability", None)
@@ -156,6 +156,13 @@ def json_object(value: Any, field_name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{field_name} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (RuntimeError, OSError, ValueError):  # ~nosuchuser, a name too long, a NUL byte
+        return False
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,7 @@ class ModelType:
         engine, spec = engines.select(plugins, self.name, registration, self.specs(registration),
                                       engine_name=selection.engine, model_format=selection.model_format,
                                       size=selection.size, quantization=selection.quantization, hub=selection.hub)
-        if selection.model_path is not None and not Path(selection.model_path).expanduser().exists():
+        if selection.model_path is not None and not _exists(selection.model_path):
             raise InvalidRequest(f"model_path {selection.model_path!r} does not exist on this machine.")
         return Runner("engine", engine.name, engine.impl, engine.plugin, spec, engine.requirements,
                       engine.excluded_packages, engine.constraints, engine.needed_files(registration, spec))

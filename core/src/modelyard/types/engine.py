@@ -82,7 +82,7 @@ def parse_size(size: Any, default: tuple[int, int] | None = None, most: int = 40
     if size is None:
         return default
     parts = str(size).lower().split("x") if isinstance(size, str) else []
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdecimal() for p in parts):
         raise InvalidRequest(f"size must be WIDTHxHEIGHT in pixels, such as '512x512', got {size!r}.")
     width, height = int(parts[0]), int(parts[1])
     if not (1 <= width <= most and 1 <= height <= most):

@@ -117,7 +117,7 @@ class Worker:
         try:
             frames = _Coalescer(self.sender, self.loop, STREAM_WINDOW) if streaming else None
             method = self._method(name, args, kwargs)
-            async with self.gate or contextlib.nullcontext():
+            async with self._gated(rid):
                 if inspect.iscoroutinefunction(method):
                     result = await method(*args, **kwargs)
                     produce = functools.partial(_as_is, result) if inspect.isgenerator(result) else None
@@ -158,8 +158,34 @@ class Worker:
             credit = self.credits.get(rid)
             if credit is not None:
                 credit.close()
-            await asyncio.wait([running])
+            while not running.done():  # a second cancel must not free the model's place early either
+                try:
+                    await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    continue
+                except BaseException:
+                    break
+            if not running.cancelled():
+                running.exception()  # retrieved: nobody else will
             raise
+
+    @contextlib.asynccontextmanager
+    async def _gated(self, rid: int):
+        """Inside the model's declared concurrency; a call waiting for its turn is not stalled."""
+        if self.gate is None:
+            yield
+            return
+        clock = self.progress_at.get(rid)
+        if clock is not None and self.gate.locked():
+            clock.at = math.inf
+        try:
+            async with self.gate:
+                if clock is not None:
+                    clock.at = time.monotonic()
+                yield
+        finally:
+            if clock is not None and clock.at == math.inf:
+                clock.at = time.monotonic()
 
     def _method(self, name: str, args: list, kwargs: dict) -> Callable[..., Any]:
         """The model's method `name`, once the arguments are known to fit it."""
