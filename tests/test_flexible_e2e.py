@@ -213,3 +213,15 @@ def test_a_model_declaring_concurrency_1_is_entered_by_one_call_at_a_time(http, 
     # declared 1: never two at once; undeclared (the control), the worker's threads overlap them
     assert seen == 1 if serial else seen > 1
     http.delete(f"/v1/models/{name}")
+
+
+@pytest.mark.parametrize("command", [("chat",), ("generate", "hello")])
+def test_chat_or_generate_on_a_flexible_model_is_a_one_line_error(server, http, unique, command):
+    name = unique("notllm")
+    assert register_flexible(http, name, "edge_models.launcher").status_code == 200
+    assert http.post("/v1/models", json={"model_name": name, "model_type": "flexible"}).status_code == 200
+    done = server.cli(command[0], "--model-uid", name, *command[1:], check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"Model {name!r} is a flexible model and cannot {command[0]}" in done.stderr
+    assert "modelyard infer" in done.stderr
+    http.delete(f"/v1/models/{name}")

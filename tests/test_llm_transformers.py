@@ -160,6 +160,11 @@ def test_penalties_and_top_k_are_honoured_or_refused_by_name(oai):
         chat_text(oai, max_tokens=4, presence_penalty=5)
     with pytest.raises(openai.BadRequestError, match="Unsupported parameter for this model: logprobs"):
         chat_text(oai, max_tokens=4, logprobs=True)
+    with pytest.raises(openai.BadRequestError, match="Unsupported parameter for this model: n[.] It honours"):
+        chat_text(oai, max_tokens=4, n=2)  # one choice for n=2 would be a silent lie
+    with pytest.raises(openai.BadRequestError, match="Unsupported parameter for this model: n"):
+        oai.completions.create(model="tiny", prompt="Once", max_tokens=4, n=3)
+    assert len(chat_text(oai, max_tokens=4, n=1)[1].choices) == 1
     with pytest.raises(openai.BadRequestError, match="Unsupported parameters for this model: logit_bias, tools"):
         chat_text(oai, max_tokens=4, logit_bias={"1": 5}, tools=[{"type": "function", "function": {"name": "f"}}])
 
@@ -365,3 +370,19 @@ def test_with_no_stream_window_every_token_is_a_chunk_of_its_own(model_dir, monk
     chunks = list(engine.generate("Once upon a time", {"stream": True, "max_tokens": 24, "temperature": 0}))
     assert chunks[-1]["finish_reason"] == "length"
     assert len([c for c in chunks if c["text"]]) == chunks[-1]["usage"]["completion_tokens"] == 24
+
+
+def test_xinference_launch_flags_select_the_spec_and_unknown_options_are_refused(llm, model_dir):
+    with httpx.Client(base_url=llm.url, timeout=300) as http:
+        spec = json.dumps(llm_template("tiny-flags", model_dir))
+        assert http.post("/v1/model_registrations/LLM", json={"model": spec}).status_code == 200
+    # Xinference's own flags: they select the spec, and never reach from_pretrained
+    llm.cli("launch", "-n", "tiny-flags", "-t", "LLM", "-e", "transformers", "--size-in-billions", "0_001",
+            "--model-format", "pytorch", "--quantization", "none", "-u", "tiny-flags")
+    llm.cli("terminate", "-u", "tiny-flags")
+    wrong = llm.cli("launch", "-n", "tiny-flags", "-e", "transformers", "--model-format", "ggufv2", check=False)
+    assert wrong.returncode == 1 and "has no spec with format=ggufv2" in wrong.stderr
+    unknown = llm.cli("launch", "-n", "tiny-flags", "-e", "transformers", "-u", "tiny-opt", "--colour", "red",
+                      check=False)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert "TransformersLLM takes no launch option 'colour'" in unknown.stderr and "torch_dtype" in unknown.stderr

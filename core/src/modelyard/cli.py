@@ -156,14 +156,20 @@ def unregister(client, model_type: str, model_name: str) -> None:
 @click.option("--model-uid", "-u", default=None)
 @click.option("--model-engine", "-e", default=None)
 @click.option("--model-path", default=None)
+# Xinference's flags that select the spec; they never reach the engine as options
+@click.option("--size-in-billions", "-s", "model_size_in_billions", default=None, help="Select the spec's size.")
+@click.option("--model-format", "-f", default=None, help="Select the spec's format (pytorch, ggufv2, ...).")
+@click.option("--quantization", "-q", default=None, help="Select the spec's quantization.")
+@click.option("--download-hub", default=None, help="Select the spec's hub (huggingface, modelscope).")
 @client_command
 def launch(client, model_name: str, model_type: str, model_uid: str | None,
-           model_engine: str | None, model_path: str | None) -> None:
+           model_engine: str | None, model_path: str | None, **selectors: str | None) -> None:
     """Launch a model. Extra `--key value` options go to its launcher or engine (values parsed as JSON).
 
     Shows the launch's progress (creating its env, installing, loading) until it is ready or failed.
     """
-    extra = parse_options(click.get_current_context().args)
+    extra = {**parse_options(click.get_current_context().args),
+             **{k: v for k, v in selectors.items() if v is not None}}
     uid = client.launch_model(model_name, model_type=model_type, model_uid=model_uid,
                               model_engine=model_engine, model_path=model_path, wait_ready=False, **extra)
     show = ProgressLine()
@@ -237,6 +243,17 @@ def infer(client, model_uid: str, kwargs_json: str | None, args: tuple[str, ...]
     _echo_json(result)
 
 
+def _model_with(client, model_uid: str, ability: str):
+    """The model's handle, or a one-line error when it cannot `ability` (a flexible model, say)."""
+    model = client.get_model(model_uid)
+    if not callable(getattr(model, ability, None)):
+        kind = model.description.get("model_type")
+        hint = " Use `modelyard infer` for a flexible model." if kind == "flexible" else ""
+        raise click.ClickException(f"Model {model_uid!r} is a {kind} model and cannot {ability}; that needs an LLM "
+                                   f"with the {ability} ability.{hint}")
+    return model
+
+
 def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--max-tokens", type=int, default=None, help="Most tokens to generate.")(func)
     func = click.option("--temperature", type=float, default=None, help="0 for greedy decoding.")(func)
@@ -256,7 +273,7 @@ def _config(max_tokens: int | None, temperature: float | None, seed: int | None,
 @client_command
 def chat(client, model_uid: str, system: str | None, **options: Any) -> None:
     """Chat with an LLM; each reply streams as it is generated. An empty line or Ctrl-D ends."""
-    model = client.get_model(model_uid)
+    model = _model_with(client, model_uid, "chat")
     messages = [{"role": "system", "content": system}] if system else []
     config = {"stream": True, **_config(**options)}
     while True:
@@ -285,9 +302,9 @@ def chat(client, model_uid: str, system: str | None, **options: Any) -> None:
 @client_command
 def generate(client, model_uid: str, prompt: str | None, stream: bool, **options: Any) -> None:
     """Complete PROMPT (or standard input) with an LLM."""
+    model = _model_with(client, model_uid, "generate")
     if prompt is None:
         prompt = sys.stdin.read()
-    model = client.get_model(model_uid)
     config = {"stream": stream, **_config(**options)}
     if not stream:
         click.echo(model.generate(prompt, config)["choices"][0]["text"])

@@ -38,7 +38,8 @@ class Generation:
 
 class LLMEngine(EngineBase):
     #: The generation parameters this engine honours; a request naming another one is a 400.
-    supported_params: frozenset[str] = ALL_PARAMS
+    # `n` (choices per request) only where an engine declares it: one choice for n=2 would be a silent lie
+    supported_params: frozenset[str] = ALL_PARAMS - {"n"}
     #: The most bytes of text one token can stand for (set at load from the vocabulary): a prompt
     #: longer than the context at this many bytes per token is refused before it is tokenized.
     max_token_bytes: int | None = None

@@ -100,6 +100,18 @@ class _PresenceFrequencyPenalty(LogitsProcessor):
 
 
 class TransformersLLM(LLMEngine):
+    # What a launch may pass on to from_pretrained; anything else is a 400 naming these.
+    launch_options = {
+        "torch_threads": "threads torch uses for this model (default MODELYARD_TORCH_THREADS)",
+        "torch_dtype": "the weights' dtype: auto, float32, bfloat16, float16",
+        "dtype": "the same, in newer transformers' name",
+        "device_map": "where the weights go (auto, cpu, cuda:0, ...)",
+        "attn_implementation": "eager, sdpa, flash_attention_2",
+        "trust_remote_code": "run the repository's own model code (an admin key only)",
+        "revision": "the hub revision of the weights",
+        "low_cpu_mem_usage": "load the weights with less peak memory",
+    }
+
     def load(self) -> None:
         threads = self.kwargs.pop("torch_threads", None) or os.environ.get("MODELYARD_TORCH_THREADS")
         self.threads = int(threads) if threads else None
