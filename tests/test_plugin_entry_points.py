@@ -180,3 +180,67 @@ def test_a_launchers_runtime_requirements_go_into_the_models_env(plugin_server):
         assert http.get("/v1/models/demo").json()["virtualenv"] is not None
         assert http.post("/v1/flexible/infers", json={"model": "demo", "args": []}).json() == {"demo_pkg": "2.0"}
         http.delete("/v1/models/demo")
+
+
+ADMIN = "my-admin-key-of-the-plugin-route-tests-0123"
+
+
+@pytest.fixture(scope="module")
+def keyed_plugin_server(plugin_env, tmp_path_factory):
+    home = tmp_path_factory.mktemp("plugin-routes-home")
+    srv = Server(home, python=str(plugin_env), env={"MODELYARD_ADMIN_KEY": ADMIN}, api_key=ADMIN).start()
+    with srv.http() as http:
+        assert register_flexible(http, "echo", "echo-test").status_code == 200
+        assert http.post("/v1/models", json={"model_name": "echo", "model_type": "flexible"}).status_code == 200
+        inference = http.post("/v1/keys", json={"scopes": ["inference"]}).json()["key"]
+    srv.inference_key = inference
+    yield srv
+    srv.stop()
+
+
+def test_a_plugin_adds_routes_answering_json_events_bytes_and_uploads(keyed_plugin_server):
+    with keyed_plugin_server.http(api_key=keyed_plugin_server.inference_key) as http:
+        say = {"model": "echo", "text": "one two three"}
+        whole = http.post("/v1/echo/whole", json=say)
+        assert whole.status_code == 200 and whole.json()["echo"] == "one two three"
+        events = http.post("/v1/echo/events", json=say)
+        assert events.headers["content-type"].startswith("text/event-stream")
+        data = [line[6:] for line in events.text.splitlines() if line.startswith("data: ")]
+        assert [json.loads(d)["word"] for d in data[:-1]] == ["one", "two", "three"] and data[-1] == "[DONE]"
+        raw = http.post("/v1/echo/bytes", json=say)
+        assert raw.headers["content-type"] == "audio/wav" and raw.content == b"one|two|three|"
+        upload = http.post("/v1/echo/upload", data={"model": "echo"}, files={"file": ("clip.wav", b"x" * 1000)})
+        assert upload.status_code == 200, upload.text
+        assert upload.json()["echo"] == "clip.wav:1000"
+        missing = http.post("/v1/echo/whole", json={"model": "nope", "text": "x"})
+        assert missing.status_code == 404 and "No model with uid 'nope'" in missing.json()["detail"]
+        # multipart is taken only where the plugin declared an upload
+        assert http.post("/v1/echo/whole", files={"file": ("a", b"b")}).status_code == 415
+
+
+def test_plugin_routes_enforce_their_scopes(keyed_plugin_server):
+    with keyed_plugin_server.http(api_key=keyed_plugin_server.inference_key) as http:
+        assert http.get("/v1/echo/admin").status_code == 403  # registered without scopes: admin
+        assert http.get("/v1/echo/models-read").status_code == 403  # its own declared scope
+    with keyed_plugin_server.http(api_key="") as anonymous:
+        anonymous.headers.pop("authorization", None)
+        assert anonymous.post("/v1/echo/whole", json={"model": "echo", "text": "x"}).status_code == 401
+    with keyed_plugin_server.http() as admin:
+        assert admin.get("/v1/echo/admin").json() == {"scope": "admin"}
+        assert admin.get("/v1/echo/models-read").json() == {"scope": "models:read"}
+        published = admin.get("/openapi.json").json()["paths"]
+        assert published["/v1/echo/whole"]["post"]["x-scopes"] == ["inference"]
+        assert published["/v1/echo/admin"]["get"]["x-scopes"] == ["admin"]
+        rows = {r["name"]: r for r in admin.get("/v1/plugins").json()["plugins"]}
+        assert "POST /v1/echo/upload" in rows["echo-test"]["registered"]["routes"]
+
+
+def test_the_ability_is_checked_before_the_worker_is_called(keyed_plugin_server):
+    with keyed_plugin_server.http() as http:
+        response = http.post("/v1/echo/transcribe", json={"model": "echo", "text": "x"})
+        assert response.status_code == 400
+        assert response.json()["detail"] == ("Model 'echo' cannot transcribe: its abilities are infer "
+                                             "(it answers infer).")
+        response = http.post("/v1/chat/completions", json={"model": "echo", "messages": [
+            {"role": "user", "content": "hi"}]})
+        assert response.status_code == 400 and "is a flexible model" in response.json()["detail"]

@@ -221,3 +221,50 @@ def test_a_plugin_rule_that_raises_is_a_reason_not_a_crash(plugins):
 def test_a_broken_plugin_is_found_whatever_the_case_of_the_name(plugins):
     plugins.records["x/transformers"] = PluginRecord(name="transformers", error="ImportError: no torch")
     assert plugins.broken("Transformers") is plugins.records["x/transformers"]
+
+
+def test_every_hookspec_has_a_test_that_implements_it():
+    """datasette's habit: a hook nobody exercises is a hook nobody knows still works."""
+    from pathlib import Path
+
+    from modelyard.plugins import HOOKS
+
+    repo = Path(__file__).resolve().parents[2]
+    sources = "\n".join(p.read_text() for folder in ("core/tests", "tests", "server/tests")
+                        for p in (repo / folder).rglob("*.py"))
+    missing = [hook for hook in sorted(HOOKS) if f"def {hook}(" not in sources]
+    assert not missing, f"hookspecs without a test plugin implementing them: {missing}"
+
+
+class Commands:
+    @hookimpl
+    def register_commands(self, cli):
+        import click
+
+        @cli.command()
+        @click.argument("name")
+        def hello(name):
+            """Say hello."""
+            click.echo(f"hello {name}")
+
+
+class RaisingCommands:
+    @hookimpl
+    def register_commands(self, cli):
+        raise RuntimeError("no commands today")
+
+
+def test_plugins_add_cli_commands_and_one_that_raises_is_recorded(plugins):
+    import click
+    from click.testing import CliRunner
+
+    plugins.register(Commands(), "commands")
+    plugins.register(RaisingCommands(), "raising-commands")
+
+    @click.group()
+    def cli():
+        pass
+
+    plugins.register_commands(cli)
+    assert CliRunner().invoke(cli, ["hello", "you"]).output == "hello you\n"
+    assert plugins.records["raising-commands"].problems == ["register_commands raised RuntimeError: no commands today"]

@@ -36,5 +36,10 @@ def register_models(register):
 
 
 @hookspec
+def register_routes(register):
+    """Add an API family to the server: `register(router, scopes=("inference",), uploads=())`, a FastAPI router."""
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the `modelyard` click group `cli`."""

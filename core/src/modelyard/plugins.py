@@ -307,6 +307,27 @@ class Plugins:
             if held:
                 self._say(f"{plugin}: {hook_name} registered {len(held)}")
 
+    def register_routes(self, add: Callable[..., list[str]]) -> None:
+        """Let every plugin add its routes (only the server calls this); `add(plugin, router, ...)`
+        returns the routes refused, which become the plugin's problems. One that raises is skipped."""
+        for impl in self.manager.hook.register_routes.get_hookimpls():
+            record = self.records.get(impl.plugin_name)
+            held: list[tuple[tuple, dict]] = []
+            try:
+                impl.function(lambda *args, _held=held, **kwargs: _held.append((args, kwargs)))
+            except Exception as exc:
+                if record is not None:
+                    record.problems.append(f"register_routes raised {_short_error(exc)}; none of its routes count")
+                continue
+            for args, kwargs in held:
+                try:
+                    added, refused = add(impl.plugin_name, *args, **kwargs)
+                except Exception as exc:
+                    added, refused = [], [f"register_routes: a router was refused: {_short_error(exc)}"]
+                if record is not None:
+                    record.problems.extend(refused)
+                    record.registered.setdefault("routes", []).extend(added)
+
     def register_commands(self, cli: Any) -> None:
         """Let every plugin add its CLI commands; one that raises is skipped."""
         for impl in self.manager.hook.register_commands.get_hookimpls():

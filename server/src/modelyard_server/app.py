@@ -23,6 +23,7 @@ from modelyard_server.auth import Authentication
 from modelyard_server.errors import install_error_handlers
 from modelyard_server.guard import RequestGuard, is_loopback, machine_names
 from modelyard_server.local_backend import LocalProcessBackend
+from modelyard_server.plugin_routes import mount_plugin_routes
 from modelyard_server.routes import (
     api_keys,
     engines,
@@ -75,13 +76,15 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
 
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(RequestGuard, bind_host=settings.bind_host, allowed_hosts=settings.allowed_hosts,
-                       cors_origins=settings.cors_origins, authentication=authentication,
-                       max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
     # Inference routes first: the router tries routes in order, and they carry the traffic.
     for module in (openai_chat, openai_completions, flexible, models, registrations, engines, status, virtualenvs,
                    api_keys):
         app.include_router(module.router)
+    uploads = mount_plugin_routes(app, get_plugins())
+    app.add_middleware(RequestGuard, bind_host=settings.bind_host, allowed_hosts=settings.allowed_hosts,
+                       cors_origins=settings.cors_origins, authentication=authentication,
+                       max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes,
+                       upload_paths=uploads)
     return app
 
 

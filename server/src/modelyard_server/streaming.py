@@ -75,6 +75,41 @@ async def sse(batches: AsyncIterator[list[bytes]]) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+async def raw_bytes(items: AsyncIterator[list[Any]]) -> AsyncIterator[bytes]:
+    """A stream of bytes (speech as it is made): each item is bytes, one write per batch. An error
+    after the answer has begun can only end it early."""
+    try:
+        async for batch in items:
+            yield b"".join(bytes(item) for item in batch)
+    except ModelyardError:
+        return
+
+
+async def model_response(request: Request, uid: str, method: str, args: list[Any], kwargs: dict[str, Any], *,
+                         model_type: str | None = None, form: str = "json", media_type: str | None = None,
+                         shape: Callable[[Any], bytes] | None = None) -> Response:
+    """The one way a route answers with a model's result: `form` "json" (the whole result, as the
+    worker encoded it or through `shape`), "events" (server-sent events, one per item) or "bytes"
+    (a raw byte stream of `media_type`). The model's access, type and ability are checked first."""
+    from modelyard_server.state import server_state
+
+    supervisor = server_state(request).supervisor
+    require_model(request, uid, supervisor.model_name(uid))
+    if form == "events":
+        items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type))
+        return StreamingResponse(sse(items), media_type="text/event-stream")
+    if form == "bytes":
+        items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type,
+                                                        mode=wire.MODE_STREAM))
+        return StreamingResponse(raw_bytes(items), media_type=media_type or "application/octet-stream")
+    if form != "json":
+        raise ValueError(f"unknown answer form {form!r}")
+    mode = wire.MODE_JSON if shape is None else wire.MODE_RAW
+    result = await cancel_on_disconnect(request, supervisor.call(uid, method, args, kwargs, model_type=model_type,
+                                                                 mode=mode))
+    return Response(result if shape is None else shape(result), media_type=media_type or "application/json")
+
+
 async def llm_response(request: Request, uid: str, method: str, args: list[Any], *, stream: bool,
                        include_usage: bool, whole: Callable[[str, dict], bytes],
                        chunks: Callable[[str, AsyncIterator[list[dict]], bool],

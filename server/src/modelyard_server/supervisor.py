@@ -261,7 +261,7 @@ class Supervisor:
             raise NotFound(f"No model with uid {uid!r} is running. GET /v1/models lists the running models.")
         return record
 
-    def ready_worker(self, uid: str, model_type: str | None = None) -> LocalWorker:
+    def ready_worker(self, uid: str, model_type: str | None = None, method: str | None = None) -> LocalWorker:
         record = self.get(uid)
         if model_type is not None and record.model_type != model_type:
             raise InvalidRequest(f"Model {uid!r} is a {record.model_type} model; this route serves "
@@ -269,15 +269,18 @@ class Supervisor:
         if record.status != Status.READY or record.worker is None:
             detail = f": {record.error}" if record.error else ""
             raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}.")
+        if method is not None and record.methods and method not in record.methods:  # before the round trip
+            raise InvalidRequest(f"Model {uid!r} cannot {method}: its abilities are "
+                                 f"{', '.join(record.abilities) or 'none'} (it answers {', '.join(record.methods)}).")
         return record.worker
 
     async def call(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
                    mode: str = wire.MODE_JSON) -> Any:
-        return await self.ready_worker(uid, model_type).call(method, args, kwargs, mode)
+        return await self.ready_worker(uid, model_type, method).call(method, args, kwargs, mode)
 
     def stream(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
                mode: str = wire.MODE_STREAM_JSON) -> AsyncIterator[list[Any]]:
-        return self.ready_worker(uid, model_type).stream(method, args, kwargs, mode)
+        return self.ready_worker(uid, model_type, method).stream(method, args, kwargs, mode)
 
     # -- health ---------------------------------------------------------------------------
 

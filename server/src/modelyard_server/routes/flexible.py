@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from modelyard.errors import InvalidRequest
-from modelyard_server.auth import require_model, scoped
+from modelyard_server.auth import scoped
 from modelyard_server.protocol import FLEXIBLE_INFER_BODY, JSON_OR_EVENTS
-from modelyard_server.state import server_state
-from modelyard_server.streaming import cancel_on_disconnect, first_then_rest, sse
+from modelyard_server.streaming import model_response
 
 router = APIRouter(route_class=scoped("inference"))
 
@@ -40,10 +38,5 @@ async def infer(request: Request) -> Response:
     args = body.pop("args", None) or []
     if not isinstance(args, list):
         raise InvalidRequest('"args" must be a JSON array of positional arguments.')
-    supervisor = server_state(request).supervisor
-    require_model(request, uid, supervisor.model_name(uid))
-    if stream:
-        chunks = await first_then_rest(supervisor.stream(uid, "infer", args, body, model_type="flexible"))
-        return StreamingResponse(sse(chunks), media_type="text/event-stream")
-    payload = await cancel_on_disconnect(request, supervisor.call(uid, "infer", args, body, model_type="flexible"))
-    return Response(content=payload, media_type="application/json")
+    return await model_response(request, uid, "infer", args, body, model_type="flexible",
+                                form="events" if stream else "json")

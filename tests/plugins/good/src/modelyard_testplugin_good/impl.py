@@ -7,7 +7,11 @@ from modelyard_testplugin_good import marker  # noqa: F401
 
 
 class Echo(FlexibleModel):
-    def infer(self, text: str):
+    def infer(self, text: str, words: bool = False, as_bytes: bool = False):
+        if words:
+            return ({"word": w} for w in text.split())
+        if as_bytes:
+            return (w.encode() + b"|" for w in text.split())
         return {"echo": text, "prefix": self.config.get("prefix", ""), "pid": os.getpid()}
 
 

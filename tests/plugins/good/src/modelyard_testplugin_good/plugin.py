@@ -15,3 +15,11 @@ def register_flexible_launchers(register):
 def register_engines(register):
     # the clash test plugin registers this name for embeddings too
     register(Engine(name="shared-name", model_types=("embedding",), impl="modelyard_testplugin_good.impl:Nothing"))
+
+
+@hookimpl
+def register_routes(register):
+    from modelyard_testplugin_good.routes import admin_router, router
+
+    register(router, scopes=("inference",), uploads=("/v1/echo/upload",))
+    register(admin_router)  # no scopes given: admin
