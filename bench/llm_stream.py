@@ -80,7 +80,7 @@ class Connection:
 async def via_server(connection: Connection, messages, max_tokens: int) -> tuple[float, float, int]:
     body = json.dumps({"model": "tiny", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
                        "stream": True, "stream_options": {"include_usage": True}}).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     t0 = time.perf_counter()
     connection.writer.write(head + body)
