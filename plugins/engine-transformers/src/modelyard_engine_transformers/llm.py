@@ -1,19 +1,18 @@
 """The transformers LLM engine. Imported only inside the worker process.
 
 Generation runs `model.generate` in one thread that serves the requests in turn, so a request's
-seed fully decides its sampling even while other requests wait. Tokens come back through
-a streamer, grouped when they come faster than `MODELYARD_STREAM_FLUSH_MS`, and are decoded
-incrementally: each group makes one streamed chunk. A stopping criterion ends generation as
-soon as the request is cancelled (its stream closed, or a stop string seen).
+seed fully decides its sampling even while other requests wait. Tokens come back through a
+streamer (core's `TokenHandover`, grouped when they come faster than `MODELYARD_STREAM_FLUSH_MS`)
+and are decoded incrementally by core's `Detokenizer`: each group makes one streamed chunk. A
+stopping criterion ends generation as soon as the request is cancelled (its stream closed, or a
+stop string seen).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,47 +33,21 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from modelyard import config  # noqa: E402
 from modelyard.errors import InvalidRequest  # noqa: E402
 from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
+from modelyard.llm.handover import Detokenizer, TokenHandover, stream_chunks  # noqa: E402
 
 
-class _TokenQueue(BaseStreamer):
-    """Hands new token ids to the consuming thread; the first `put` is the prompt.
-
-    The consumer is woken at once for a slow stream, but at most once per `window` for a fast one:
-    each wake-up of the consumer contends with generation for the GIL, and on a small machine that
-    costs more than the tokens themselves. A token waits at most about a window and one token's time."""
+class _TokenQueue(TokenHandover, BaseStreamer):
+    """transformers' streamer, handing token ids over; its first `put` is the prompt, not a token."""
 
     def __init__(self, window: float) -> None:
-        self.window = window
-        self.ready = threading.Condition(threading.Lock())
-        self.pending: list[int] = []
-        self.ended = False
+        super().__init__(window)
         self.prompt_seen = False
-        self.put_at = self.woken_at = 0.0
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        now = time.monotonic()
-        with self.ready:
-            self.pending += value.reshape(-1).tolist()
-            if now - self.put_at >= self.window or now - self.woken_at >= self.window:
-                self.woken_at = now
-                self.ready.notify()
-        self.put_at = now
-
-    def end(self) -> None:
-        with self.ready:
-            self.ended = True
-            self.ready.notify()
-
-    def take(self) -> list[int] | None:
-        """The token ids that arrived since the last call, waiting for some; None once generation ended."""
-        with self.ready:
-            while not self.pending and not self.ended:
-                self.ready.wait()
-            tokens, self.pending = self.pending, []
-            return tokens or None
+        super().put(value.reshape(-1).tolist())
 
 
 class _Cancelled(StoppingCriteria):
@@ -196,39 +169,9 @@ class TransformersLLM(LLMEngine):
                 streamer.end()
 
         generated = self.generating.submit(run)
-        ids: list[int] = []
-        # Incremental decoding over a short window: the text of ids[start:] minus the text of
-        # ids[start:done], so each token costs the same however long the answer grows.
-        start = done = 0
-
-        def text_of(token: int) -> str:
-            nonlocal start, done
-            generation.completion_tokens += 1
-            if token in end_ids:
-                generation.finish_reason = "stop"
-                return ""
-            ids.append(token)
-            before = self.tokenizer.decode(ids[start:done], skip_special_tokens=True)
-            text = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
-            if text.endswith("\ufffd") or len(text) <= len(before):
-                return ""  # an incomplete UTF-8 sequence: wait for the next token
-            start, done = done, len(ids)
-            return text[len(before):]
-
-        ended = False
-        try:
-            while (tokens := streamer.take()) is not None:
-                if streamer.window == 0:  # every token a chunk of its own, as asked
-                    for token in tokens:
-                        yield [text_of(token)]
-                else:  # the tokens handed over together make one chunk, with one text per token
-                    yield [text_of(token) for token in tokens]
-            ended = True
-        finally:
-            generation.cancelled.set()
-            if not ended:  # the stream was closed early: its client left, or a stop string matched
-                print(f"modelyard: generation stopped after {generation.completion_tokens} of at most "
-                      f"{generation.max_tokens} tokens", file=sys.stderr, flush=True)
+        detokenizer = Detokenizer(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), end_ids,
+                                  generation)
+        yield from stream_chunks(streamer, detokenizer, generation)
         generated.result()
         if failure:
             raise failure[0]
