@@ -386,3 +386,18 @@ def test_xinference_launch_flags_select_the_spec_and_unknown_options_are_refused
                       check=False)
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
     assert "TransformersLLM takes no launch option 'colour'" in unknown.stderr and "torch_dtype" in unknown.stderr
+
+
+def test_chat_on_a_model_without_the_chat_ability_is_refused_before_the_worker(llm, model_dir):
+    with httpx.Client(base_url=llm.url, timeout=300) as http:
+        spec = json.dumps(llm_template("tiny-generate", model_dir, model_ability=["generate"]))
+        assert http.post("/v1/model_registrations/LLM", json={"model": spec}).status_code == 200
+        assert http.post("/v1/models", json={"model_name": "tiny-generate", "model_engine": "transformers"}
+                         ).status_code == 200
+        refused = http.post("/v1/chat/completions", json={"model": "tiny-generate", "messages": MESSAGES})
+        assert refused.status_code == 400
+        assert refused.json()["detail"] == ("Model 'tiny-generate' cannot chat: its abilities are generate "
+                                            "(it answers generate).")
+        completed = http.post("/v1/completions", json={"model": "tiny-generate", "prompt": "Once", "max_tokens": 3})
+        assert completed.status_code == 200 and completed.json()["usage"]["completion_tokens"] == 3
+        http.delete("/v1/models/tiny-generate")

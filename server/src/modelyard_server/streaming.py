@@ -87,17 +87,23 @@ async def raw_bytes(items: AsyncIterator[list[Any]]) -> AsyncIterator[bytes]:
 
 async def model_response(request: Request, uid: str, method: str, args: list[Any], kwargs: dict[str, Any], *,
                          model_type: str | None = None, form: str = "json", media_type: str | None = None,
-                         shape: Callable[[Any], bytes] | None = None) -> Response:
+                         shape: Callable[[Any], bytes] | None = None,
+                         shape_events: Callable[[AsyncIterator[list[Any]]], AsyncIterator[list[bytes]]] | None = None,
+                         ) -> Response:
     """The one way a route answers with a model's result: `form` "json" (the whole result, as the
-    worker encoded it or through `shape`), "events" (server-sent events, one per item) or "bytes"
-    (a raw byte stream of `media_type`). The model's access, type and ability are checked first."""
+    worker encoded it, or its raw value through `shape`), "events" (server-sent events: one per item
+    as the worker encoded it, or the raw items through `shape_events`, which turns each batch into
+    encoded events) or "bytes" (a raw byte stream of `media_type`). The model's access, type and
+    ability are checked first, and an error before the first item is a proper HTTP error."""
     from modelyard_server.state import server_state
 
     supervisor = server_state(request).supervisor
     require_model(request, uid, supervisor.model_name(uid))
     if form == "events":
-        items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type))
-        return StreamingResponse(sse(items), media_type="text/event-stream")
+        mode = wire.MODE_STREAM_JSON if shape_events is None else wire.MODE_STREAM
+        items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type, mode=mode))
+        return StreamingResponse(sse(items if shape_events is None else shape_events(items)),
+                                 media_type="text/event-stream")
     if form == "bytes":
         items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type,
                                                         mode=wire.MODE_STREAM))
@@ -108,21 +114,3 @@ async def model_response(request: Request, uid: str, method: str, args: list[Any
     result = await cancel_on_disconnect(request, supervisor.call(uid, method, args, kwargs, model_type=model_type,
                                                                  mode=mode))
     return Response(result if shape is None else shape(result), media_type=media_type or "application/json")
-
-
-async def llm_response(request: Request, uid: str, method: str, args: list[Any], *, stream: bool,
-                       include_usage: bool, whole: Callable[[str, dict], bytes],
-                       chunks: Callable[[str, AsyncIterator[list[dict]], bool],
-                                        AsyncIterator[list[bytes]]]) -> Response:
-    """Call an LLM ability and answer in one piece (`whole`) or as server-sent events (`chunks`)."""
-    from modelyard_server.state import server_state
-
-    supervisor = server_state(request).supervisor
-    require_model(request, uid, supervisor.model_name(uid))
-    if stream:
-        items = await first_then_rest(supervisor.stream(uid, method, args, {}, model_type="LLM",
-                                                        mode=wire.MODE_STREAM))
-        return StreamingResponse(sse(chunks(uid, items, include_usage)), media_type="text/event-stream")
-    result = await cancel_on_disconnect(
-        request, supervisor.call(uid, method, args, {}, model_type="LLM", mode=wire.MODE_RAW))
-    return Response(whole(uid, result), media_type="application/json")

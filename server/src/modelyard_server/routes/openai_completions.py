@@ -9,7 +9,7 @@ from modelyard_server import openai_shapes
 from modelyard_server.auth import scoped
 from modelyard_server.openai_protocol import CompletionRequest
 from modelyard_server.protocol import JSON_OR_EVENTS
-from modelyard_server.streaming import llm_response
+from modelyard_server.streaming import model_response
 
 router = APIRouter(route_class=scoped("inference"))
 
@@ -21,6 +21,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         if len(prompt) != 1:
             raise InvalidRequest("prompt must be one string (a list of several prompts is not supported).")
         prompt = prompt[0]
-    return await llm_response(request, body.model, "generate", [prompt, body.generate_config()],
-                              stream=bool(body.stream), include_usage=body.include_usage(),
-                              whole=openai_shapes.completion, chunks=openai_shapes.completion_chunks)
+    uid, usage = body.model, body.include_usage()
+    return await model_response(request, uid, "generate", [prompt, body.generate_config()], {}, model_type="LLM",
+                                form="events" if body.stream else "json",
+                                shape=lambda result: openai_shapes.completion(uid, result),
+                                shape_events=lambda items: openai_shapes.completion_chunks(uid, items, usage))
