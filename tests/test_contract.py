@@ -45,8 +45,8 @@ def test_numpy_vectors_travel_as_float32_and_the_server_never_imports_numpy(prob
     vectors = probe["results"]["embed"]["vectors"]
     # float64 in the engine, little-endian float32 on the link, scaled by the launch option scale=2
     assert vectors["array"] == "<f4" and vectors["shape"] == [2, 4]
-    assert vectors["values"] == [[22.0, 4.0, 1.0, 0.0], [10.0, 6.0, 1.0, 2.0]]
-    assert struct.unpack("<4f", base64.b64decode(vectors["row0_base64"])) == (22.0, 4.0, 1.0, 0.0)
+    assert vectors["values"] == [[22.0, 4.0, 1.0, 4.0], [10.0, 6.0, 1.0, 0.0]]
+    assert struct.unpack("<4f", base64.b64decode(vectors["row0_base64"])) == (22.0, 4.0, 1.0, 4.0)
     assert probe["results"]["embed"]["prompt_tokens"] == 5
     assert probe["results"]["embed_one"]["vectors"]["shape"] == [1, 4]
     assert not set(probe["server_modules"]) & set(HEAVY)
