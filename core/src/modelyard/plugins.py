@@ -307,26 +307,19 @@ class Plugins:
             if held:
                 self._say(f"{plugin}: {hook_name} registered {len(held)}")
 
-    def register_routes(self, add: Callable[..., list[str]]) -> None:
-        """Let every plugin add its routes (only the server calls this); `add(plugin, router, ...)`
-        returns the routes refused, which become the plugin's problems. One that raises is skipped."""
-        for impl in self.manager.hook.register_routes.get_hookimpls():
-            record = self.records.get(impl.plugin_name)
-            held: list[tuple[tuple, dict]] = []
-            try:
-                impl.function(lambda *args, _held=held, **kwargs: _held.append((args, kwargs)))
-            except Exception as exc:
-                if record is not None:
-                    record.problems.append(f"register_routes raised {_short_error(exc)}; none of its routes count")
-                continue
-            for args, kwargs in held:
-                try:
-                    added, refused = add(impl.plugin_name, *args, **kwargs)
-                except Exception as exc:
-                    added, refused = [], [f"register_routes: a router was refused: {_short_error(exc)}"]
-                if record is not None:
-                    record.problems.extend(refused)
-                    record.registered.setdefault("routes", []).extend(added)
+    def register_routes(self, add: Callable[..., tuple[list[str], list[str]]]) -> None:
+        """Let every plugin add its routes (only the server calls this): `add(plugin, router, ...)`
+        returns the routes added and the reasons others were refused, shown as the plugin's problems."""
+
+        def routes(plugin: str, *args: Any, **kwargs: Any) -> None:
+            added, refused = add(plugin, *args, **kwargs)
+            record = self.records.get(plugin)
+            if record is not None:
+                record.collected.extend(refused)
+            for route in added:
+                self._note(plugin, "routes", route)
+
+        self._call("register_routes", routes)
 
     def register_commands(self, cli: Any) -> None:
         """Let every plugin add its CLI commands; one that raises is skipped."""
@@ -373,6 +366,11 @@ class Plugins:
     def engines_for(self, model_type: str) -> list[Engine]:
         """The engines registered for `model_type`, in registration order."""
         return [e for (t, _), e in self.engines.items() if t == model_type]
+
+    def names_import_path(self, launcher: str) -> bool:
+        """Whether a registration's `launcher` is an import path to import, rather than a launcher
+        name: a registered name (or alias) wins even if it has a dot."""
+        return launcher not in self.launchers and is_import_path(launcher)
 
     def launcher(self, name: str) -> FlexibleLauncher:
         found = self.launchers.get(name)

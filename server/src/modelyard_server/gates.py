@@ -23,7 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from modelyard import config, pipconfig
 from modelyard.errors import Forbidden, InvalidRequest
 from modelyard.keys import ApiKey
-from modelyard.plugins import Plugins, is_import_path
+from modelyard.plugins import Plugins
 from modelyard.types import Registration, VirtualEnvSettings
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import SYSTEM_MARKER, as_list
@@ -177,7 +177,7 @@ class Gates:
                        doing: str = "Using") -> None:
         """A registered launcher (or alias) always passes; an import path must be allowed, and with
         keys on needs an admin key."""
-        if launcher in plugins.launchers or not is_import_path(launcher):
+        if not plugins.names_import_path(launcher):
             return  # a bare name that is not registered fails later, naming the registered ones
         dotted = launcher.replace(":", ".")
         if any(fnmatchcase(dotted, pattern) for pattern in self.allowed_launchers):

@@ -21,11 +21,11 @@ from modelyard_server.auth import scoped
 
 def mount_plugin_routes(app: FastAPI, plugins: Plugins) -> set[str]:
     """Mount every plugin's routes on `app`; the upload paths among them."""
-    uploads: set[str] = set()
+    upload_paths: set[str] = set()
     taken = {(route.path, method) for route in app.router.routes if isinstance(route, APIRoute)
              for method in route.methods}
 
-    def add(plugin: str, router: APIRouter, scopes: Iterable[str] = (), uploads_at: Iterable[str] = (),
+    def add(plugin: str, router: APIRouter, scopes: Iterable[str] = (), uploads: Iterable[str] = (),
             **rest: Any) -> tuple[list[str], list[str]]:
         if rest:
             raise TypeError(f"unknown arguments {', '.join(sorted(rest))}")
@@ -49,9 +49,8 @@ def mount_plugin_routes(app: FastAPI, plugins: Plugins) -> set[str]:
                 include_in_schema=route.include_in_schema, route_class_override=route_class)
             taken.update((route.path, m) for m in route.methods)
             added.append(f"{'/'.join(sorted(route.methods))} {route.path}")
-        uploads.update(uploads_at)
+        upload_paths.update(uploads)
         return added, refused
 
-    plugins.register_routes(lambda plugin, router, scopes=(), uploads=(), **rest:
-                            add(plugin, router, scopes, uploads, **rest))
-    return uploads
+    plugins.register_routes(add)
+    return upload_paths

@@ -65,6 +65,12 @@ def check_texts(value: Any, what: str, *, allow_one: bool = True) -> list[str]:
     return value
 
 
+def check_prompt(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("prompt must be a non-empty string.")
+    return value
+
+
 def check_count(value: Any, what: str, most: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
         raise InvalidRequest(f"{what} must be a whole number from 1 to {most}, got {value!r}.")

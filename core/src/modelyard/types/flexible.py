@@ -53,8 +53,6 @@ class FlexibleType(ModelType):
     """Flexible models run their launcher, never an engine: this is the one place that says so."""
 
     def resolve(self, plugins: Plugins, registration: Registration, selection: Selection) -> Runner:
-        from modelyard.plugins import is_import_path
-
         given = list(selection.selectors())
         if given:
             raise InvalidRequest(f"{', '.join(given)} select among model specs, and {self.name} "
@@ -63,7 +61,7 @@ class FlexibleType(ModelType):
             raise InvalidRequest(f"{self.name} models run their launcher, not an engine; leave model_engine out.")
         assert isinstance(registration, FlexibleRegistration)
         name = registration.launcher
-        if name not in plugins.launchers and is_import_path(name):
+        if plugins.names_import_path(name):
             return Runner("launcher", name, name)  # the gates allowed the path; the worker imports it
         launcher = plugins.launcher(name)  # a bare name must be registered
         return Runner("launcher", name, launcher.import_path, launcher.plugin, requirements=launcher.requirements)

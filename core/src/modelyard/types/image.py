@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.errors import InvalidRequest, ModelError
+from modelyard.errors import ModelError
 from modelyard.types import MediaRegistration, ModelType
-from modelyard.types.engine import EngineBase, check_bytes, check_count, parse_size
+from modelyard.types.engine import EngineBase, check_bytes, check_count, check_prompt, parse_size
 
 MAX_IMAGES = 10
 
@@ -37,8 +37,7 @@ class ImageEngine(EngineBase):
 
     def _render(self, prompt: Any, n: Any, size: Any, image: bytes | None, params: dict[str, Any],
                 ability: str) -> Images:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequest("prompt must be a non-empty string.")
+        prompt = check_prompt(prompt)
         n = check_count(n, "n", MAX_IMAGES)
         found = self.render(prompt, n, parse_size(size), image=image, **self.refuse_unsupported(params, ability))
         if len(found.images) != n or not all(isinstance(i, bytes) for i in found.images):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.errors import InvalidRequest, ModelError
+from modelyard.errors import ModelError
 from modelyard.types import MediaRegistration, ModelType
-from modelyard.types.engine import EngineBase, check_count, parse_size
+from modelyard.types.engine import EngineBase, check_count, check_prompt, parse_size
 
 MAX_VIDEOS = 4
 
@@ -28,8 +28,7 @@ class Videos:
 
 class VideoEngine(EngineBase):
     def text_to_video(self, prompt: str, n: int = 1, size: str | None = None, **params: Any) -> Videos:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequest("prompt must be a non-empty string.")
+        prompt = check_prompt(prompt)
         n = check_count(n, "n", MAX_VIDEOS)
         found = self.render_video(prompt, n, parse_size(size), **self.refuse_unsupported(params, "text_to_video"))
         if len(found.videos) != n:
