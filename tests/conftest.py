@@ -4,6 +4,8 @@ import pytest
 
 from helpers import Server
 
+collect_ignore = ["plugins"]  # packages of their own: tests/test_third_party_engine.py runs their tests
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):

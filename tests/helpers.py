@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
+import sysconfig
 from pathlib import Path
 
 import httpx
+
+from modelyard.testing import server as testing_server
+from modelyard.testing.server import free_port, wait_until  # noqa: F401  (the tests import them from here)
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -20,12 +21,6 @@ FLEXIBLE_FIXTURES = TESTS / "fixtures" / "flexible"
 # documentation's example (my_flexible_model) is allowed the README's way, with --allow-launcher.
 FIXTURE_LAUNCHERS = "edge_models.*,lifecycle_models.*,venv_models.*,echo_model.*,no_such_module.*"
 JSON = {"content-type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pid_alive(pid: int) -> bool:
@@ -40,74 +35,28 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+def bridged_venv(venv: Path, *packages: Path) -> Path:
+    """A throwaway virtualenv that sees this environment's packages (modelyard included) through a
+    `.pth` bridge, so installing `packages` into it (without their dependencies) costs no download
+    and touches nothing of the developer's environment. Its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    Path(purelib, "_modelyard_test_bridge.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", *map(str, packages)],
+                   check=True, capture_output=True, text=True)
+    return python
 
 
-class Server:
-    """`python -m modelyard serve` in a subprocess."""
+class Server(testing_server.Server):
+    """modelyard.testing's server, which also finds the tests' flexible fixtures and may launch them."""
 
-    def __init__(self, home: Path, *, python: str = sys.executable, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), api_key: str | None = None):
-        self.home = home
-        self.api_key = api_key  # what http() sends
-        self.python = python
-        self.args = args
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(FLEXIBLE_FIXTURES),
-                    "MODELYARD_ENDPOINT": self.url, "MODELYARD_ALLOWED_LAUNCHERS": FIXTURE_LAUNCHERS, **(env or {})}
-        self.process: subprocess.Popen | None = None
-        self.log_path = home / "server.log"
-
-    def start(self, timeout: float = 30.0) -> Server:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [self.python, "-m", "modelyard", "serve", "--port", str(self.port), "--log-level", "warning",
-             *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/status", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(sig)
-        return self.process.wait(timeout)
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run `modelyard ARGS`; it finds this server through MODELYARD_ENDPOINT."""
-        result = subprocess.run([self.python, "-m", "modelyard", *args], env=self.env,
-                                capture_output=True, text=True, timeout=120)
-        if check and result.returncode != 0:
-            raise AssertionError(f"modelyard {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
-        return result
-
-    def http(self, api_key: str | None = None) -> httpx.Client:
-        key = api_key or self.api_key
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, timeout=60, headers=headers)
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None, **kwargs):
+        fixtures = {"PYTHONPATH": str(FLEXIBLE_FIXTURES), "MODELYARD_ALLOWED_LAUNCHERS": FIXTURE_LAUNCHERS}
+        super().__init__(home, env={**fixtures, **(env or {})}, **kwargs)
 
 
 def register_flexible(http: httpx.Client, name: str, launcher: str, launcher_args: dict | None = None,

@@ -8,32 +8,20 @@ the developer's environment.
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 from wheels import build_wheel
 
-from helpers import TESTS, Server, register_flexible
+from helpers import TESTS, Server, bridged_venv, register_flexible
 
 PLUGINS = TESTS / "plugins"
 
 
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("plugin-env") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    ours = sysconfig.get_paths()["purelib"]
-    Path(purelib, "_modelyard_test_bridge.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", str(PLUGINS / "good"), str(PLUGINS / "broken"),
-                    str(PLUGINS / "clash")],
-                   check=True, capture_output=True, text=True)
-    return python
+    return bridged_venv(tmp_path_factory.mktemp("plugin-env") / "venv", PLUGINS / "good", PLUGINS / "broken",
+                        PLUGINS / "clash")
 
 
 @pytest.fixture(scope="module")

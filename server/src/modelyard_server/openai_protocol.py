@@ -22,7 +22,8 @@ class LLMRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
     def generate_config(self) -> dict[str, Any]:
-        return {"stream": bool(self.stream), **(self.model_extra or {})}
+        """The engine's parameters; `stream` is not one: the route streams or collects the same chunks."""
+        return dict(self.model_extra or {})
 
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)

@@ -1,22 +1,23 @@
 """The base class of every LLM engine, in the worker: the request logic engines share.
 
-An engine implements `load`, `encode_chat`, `encode` and `stream_tokens`; this class turns those
-into the `chat` and `generate` abilities: parameter checks, the context-length check, stop
-strings (also across chunks), the reasoning split, usage counts, cancellation, and the neutral
-chunks the server shapes into OpenAI's responses:
-
-    {"text": str, "reasoning": str | None, "finish_reason": None | "stop" | "length", "usage": {...}?}
+An engine implements `load`, `encode_chat`, `encode` and `stream_tokens` (or, async, see
+`modelyard.llm.async_engine`); this class turns those into the `chat` and `generate` abilities:
+parameter checks, the context-length check, stop strings (also across chunks), the reasoning split,
+usage counts, cancellation. Both abilities always answer with the neutral chunks of
+`modelyard.llm.chunks`: the server streams them or collects them into one answer.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.errors import InvalidRequest
-from modelyard.llm.params import ALL_PARAMS, GenerateParams, parse_params
+from modelyard.llm import chunks
+from modelyard.llm.params import BASE_PARAMS, GenerateParams, parse_params
 from modelyard.llm.reasoning import ReasoningSplitter
 from modelyard.llm.stops import StopMatcher
 from modelyard.types import ModelSpec
@@ -35,11 +36,17 @@ class Generation:
     completion_tokens: int = 0
     finish_reason: str | None = None
 
+    def closed_early(self) -> None:
+        """The answer's stream was closed before its end (the client left): stop generating, and
+        say so in the model's log."""
+        self.cancelled.set()
+        print(f"modelyard: generation stopped after {self.completion_tokens} of at most {self.max_tokens} tokens",
+              file=sys.stderr, flush=True)
+
 
 class LLMEngine(EngineBase):
     #: The generation parameters this engine honours; a request naming another one is a 400.
-    # `n` (choices per request) only where an engine declares it: one choice for n=2 would be a silent lie
-    supported_params: frozenset[str] = ALL_PARAMS - {"n"}
+    supported_params: frozenset[str] = BASE_PARAMS
     #: The most bytes of text one token can stand for (set at load from the vocabulary): a prompt
     #: longer than the context at this many bytes per token is refused before it is tokenized.
     max_token_bytes: int | None = None
@@ -107,68 +114,79 @@ class LLMEngine(EngineBase):
             raise InvalidRequest(f"The prompt ({len(prompt_ids)} tokens) plus max_tokens ({params.max_tokens}) "
                                  f"exceeds this model's context length ({self.context_length}).")
         generation = Generation(len(prompt_ids), params.max_tokens or room, params)
-        chunks = self._chunks(prompt_ids, generation, split_reasoning)
-        return chunks if params.stream else _collect(chunks)
+        return self._chunks(prompt_ids, generation, split_reasoning)
 
-    def _reasoning_splitter(self, split: bool) -> ReasoningSplitter | None:
+    def _answer(self, index: int, generation: Generation, split_reasoning: bool, *, stops: bool = True) -> Answer:
         start, end = self.registration.reasoning_start_tag, self.registration.reasoning_end_tag
-        if not split or not start or not end:
-            return None
-        return ReasoningSplitter(start, end)
+        splitter = ReasoningSplitter(start, end) if split_reasoning and start and end else None
+        stop_strings = list(self.registration.stop or []) + generation.params.stop if stops else []
+        return Answer(index, StopMatcher(stop_strings), splitter)
 
     def _chunks(self, prompt_ids: list[int], generation: Generation, split_reasoning: bool) -> Iterator[dict]:
-        stops = StopMatcher(list(self.registration.stop or []) + generation.params.stop)
-        splitter = self._reasoning_splitter(split_reasoning)
-
-        def piece(text: str) -> dict[str, Any] | None:
-            if splitter is None:
-                return {"text": text, "reasoning": None, "finish_reason": None} if text else None
-            reasoning, content = splitter.feed(text)
-            if not reasoning and not content:
-                return None
-            return {"text": content, "reasoning": reasoning or None, "finish_reason": None}
-
+        answer = self._answer(0, generation, split_reasoning)
         try:
             for delta in self.stream_tokens(prompt_ids, generation):
-                texts = delta if isinstance(delta, list) else [delta]
-                kept = []
-                for used, text in enumerate(texts, 1):
-                    kept.append(stops.feed(text))
-                    if stops.stopped:
-                        # the tokens after the stop's own were generated, but are not part of the answer
-                        generation.completion_tokens -= len(texts) - used
-                        break
-                out = piece("".join(kept))
+                out, dropped = answer.feed(delta if isinstance(delta, list) else [delta])
+                # the tokens after a stop's own were generated, but are not part of the answer
+                generation.completion_tokens -= dropped
                 if out:
                     yield out
-                if stops.stopped:
+                if answer.stopped:
                     generation.finish_reason = "stop"
                     break
-            tail = stops.flush()
-            out = piece(tail) if tail else None
-            if out:
-                yield out
-            if splitter is not None:
-                reasoning, content = splitter.flush()
-                if reasoning or content:
-                    yield {"text": content, "reasoning": reasoning or None, "finish_reason": None}
-            usage = {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens,
-                     "total_tokens": generation.prompt_tokens + generation.completion_tokens}
-            yield {"text": "", "reasoning": None, "finish_reason": generation.finish_reason or "length",
-                   "usage": usage}
+            yield from answer.flush()
+            yield chunks.finish(generation.finish_reason or "length")
+            yield chunks.usage(generation.prompt_tokens, generation.completion_tokens)
+        except GeneratorExit:
+            generation.closed_early()
+            raise
         finally:
-            generation.cancelled.set()  # a closed stream (client gone) or a stop string ends the engine's loop
+            generation.cancelled.set()  # a stop string ends the engine's loop too
 
 
-def _collect(chunks: Iterator[dict]) -> dict[str, Any]:
-    text, reasoning, last = [], [], {}
-    for chunk in chunks:
-        text.append(chunk["text"])
-        if chunk.get("reasoning"):
-            reasoning.append(chunk["reasoning"])
-        last = chunk
-    return {"text": "".join(text), "reasoning": "".join(reasoning) if reasoning else None,
-            "finish_reason": last.get("finish_reason"), "usage": last.get("usage")}
+class Answer:
+    """One choice's text on its way out: stop strings (held back while they may be starting), and
+    the reasoning split."""
+
+    def __init__(self, index: int, stops: StopMatcher, splitter: ReasoningSplitter | None):
+        self.index, self.stops, self.splitter = index, stops, splitter
+
+    @property
+    def stopped(self) -> bool:
+        return self.stops.stopped
+
+    def feed(self, texts: list[str], logprobs: list[dict[str, Any]] | None = None) -> tuple[dict | None, int]:
+        """The chunk for these tokens' texts (None when nothing is ready to go out), and how many of
+        them came after a stop string's own token."""
+        kept = []
+        for used, text in enumerate(texts, 1):
+            kept.append(self.stops.feed(text))
+            if self.stops.stopped:
+                if logprobs is not None:
+                    logprobs = logprobs[:used]
+                return self._piece("".join(kept), logprobs), len(texts) - used
+        return self._piece("".join(kept), logprobs), 0
+
+    def flush(self) -> list[dict]:
+        """What was held back, at the end of generation."""
+        out = []
+        tail = self.stops.flush()
+        piece = self._piece(tail, None) if tail else None
+        if piece:
+            out.append(piece)
+        if self.splitter is not None:
+            reasoning, content = self.splitter.flush()
+            if reasoning or content:
+                out.append(chunks.delta(content, index=self.index, reasoning=reasoning or None))
+        return out
+
+    def _piece(self, text: str, logprobs: list[dict[str, Any]] | None) -> dict | None:
+        if self.splitter is None:
+            return chunks.delta(text, index=self.index, logprobs=logprobs) if text or logprobs else None
+        reasoning, content = self.splitter.feed(text)
+        if not reasoning and not content and not logprobs:
+            return None
+        return chunks.delta(content, index=self.index, reasoning=reasoning or None, logprobs=logprobs)
 
 
 def _check_messages(messages: Any) -> None:

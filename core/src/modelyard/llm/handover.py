@@ -1,14 +1,15 @@
-"""Parts every token-streaming LLM engine needs, in the worker: the hand-over of token ids from the
-generating thread to the consuming one, incremental detokenization, and the consuming loop that
-turns them into the chunks `LLMEngine.stream_tokens` yields (with cancellation when it ends early).
+"""Parts every token-streaming LLM engine needs, in the worker: the one generating thread, the
+hand-over of token ids from it to the consuming thread, incremental detokenization, and the
+consuming loop that turns them into what `LLMEngine.stream_tokens` yields (with cancellation when
+it ends early).
 
-An engine adapts its library's streamer to `TokenHandover.put(ids)`, runs generation in its one
-generating thread, and returns `stream_chunks(...)` from `stream_tokens`.
+An engine adapts its library's streamer to `TokenHandover.put(ids)` and returns
+`GeneratingThread.stream(...)` from `stream_tokens`.
 """
 
 from __future__ import annotations
 
-import sys
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,7 +82,6 @@ def stream_chunks(handover: TokenHandover, detokenizer: Detokenizer, generation:
     """The chunks of a generation as its tokens are handed over: the tokens handed over together
     make one chunk (one text per token), or each its own when the window is 0. However it ends
     (its client left, a stop string matched), generation is told to stop."""
-    ended = False
     try:
         while (tokens := handover.take()) is not None:
             if handover.window == 0:
@@ -89,9 +89,38 @@ def stream_chunks(handover: TokenHandover, detokenizer: Detokenizer, generation:
                     yield [detokenizer.text_of(token)]
             else:
                 yield [detokenizer.text_of(token) for token in tokens]
-        ended = True
     finally:
         generation.cancelled.set()
-        if not ended:
-            print(f"modelyard: generation stopped after {generation.completion_tokens} of at most "
-                  f"{generation.max_tokens} tokens", file=sys.stderr, flush=True)
+
+
+class GeneratingThread:
+    """The one thread that runs a model's generations, in turn: a request's seed then fully decides
+    its sampling even while others wait, and per-thread set-up (OpenMP keeps its thread count per
+    thread) is done once, by `initializer`."""
+
+    def __init__(self, name: str, initializer: Callable[[], None] | None = None) -> None:
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name, initializer=initializer)
+
+    def stream(self, generate: Callable[[], None], handover: TokenHandover, detokenizer: Detokenizer,
+               generation: Generation) -> Iterator[list[str]]:
+        """Run `generate()` (which feeds `handover`) in this thread, and yield its chunks as they
+        come; it is skipped if the request was cancelled while it waited for its turn. Its error is
+        raised here, after the tokens it made; an end without an end token is "length"."""
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                if not generation.cancelled.is_set():
+                    generate()
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                handover.end()
+
+        done = self.pool.submit(run)
+        yield from stream_chunks(handover, detokenizer, generation)
+        done.result()
+        if failure:
+            raise failure[0]
+        if generation.finish_reason is None:
+            generation.finish_reason = "length"

@@ -9,12 +9,19 @@ from typing import Any
 from modelyard.errors import InvalidRequest
 
 # Request keys that are routing or shaping, not generation parameters: the engine never sees them.
-NOT_PARAMS = frozenset({"model", "messages", "prompt", "user", "stream_options"})
+# `stream` is the transport's choice (the route streams or collects the same chunks), never the engine's.
+NOT_PARAMS = frozenset({"model", "messages", "prompt", "user", "stream", "stream_options"})
 
 ALL_PARAMS = frozenset({
     "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
-    "presence_penalty", "frequency_penalty", "repetition_penalty", "stream", "chat_template_kwargs", "n",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "chat_template_kwargs", "n", "logprobs",
+    "top_logprobs",
 })
+#: What an engine honours unless it says otherwise: several choices and log-probabilities need the
+#: engine's own support, and serving one choice for n=2 would be a silent lie.
+BASE_PARAMS = ALL_PARAMS - {"n", "logprobs", "top_logprobs"}
+MAX_N = 16
+MAX_TOP_LOGPROBS = 20
 
 
 @dataclass
@@ -29,7 +36,9 @@ class GenerateParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
-    stream: bool = False
+    n: int = 1
+    #: None: no log-probabilities; k: each token's, with its k most likely alternatives
+    logprobs: int | None = None
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,13 +63,16 @@ def parse_params(config: dict[str, Any] | None, supported: frozenset[str]) -> Ge
         if "max_tokens" in given and given["max_tokens"] != given["max_completion_tokens"]:
             raise InvalidRequest("max_tokens and max_completion_tokens disagree; give one of them.")
         given["max_tokens"] = given.pop("max_completion_tokens")
+    # settings that ask for nothing beyond the default are honoured by every engine
     if given.get("n", 1) == 1:
         given.pop("n", None)
-    unknown = sorted(set(given) - (supported & ALL_PARAMS) - {"stream"})
+    if given.get("logprobs") is False:
+        given.pop("logprobs")
+    unknown = sorted(set(given) - (supported & ALL_PARAMS))
     if unknown:
         raise InvalidRequest(
             f"Unsupported parameter{'s' if len(unknown) > 1 else ''} for this model: {', '.join(unknown)}. "
-            f"It honours: {', '.join(sorted(supported - {'n', 'max_completion_tokens'}))}.")
+            f"It honours: {', '.join(sorted((supported & ALL_PARAMS) - {'max_completion_tokens'}))}.")
     p = GenerateParams()
     if "max_tokens" in given:
         p.max_tokens = int(_number("max_tokens", given["max_tokens"], 1, integer=True))
@@ -91,10 +103,16 @@ def parse_params(config: dict[str, Any] | None, supported: frozenset[str]) -> Ge
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise InvalidRequest("stop_token_ids must be a list of integers.")
         p.stop_token_ids = ids
-    if "stream" in given:
-        if not isinstance(given["stream"], bool):
-            raise InvalidRequest("stream must be true or false.")
-        p.stream = given["stream"]
+    if "n" in given:
+        p.n = int(_number("n", given["n"], 1, MAX_N, integer=True))
+    if "top_logprobs" in given and "logprobs" not in given:
+        raise InvalidRequest("top_logprobs needs logprobs: true.")
+    if "logprobs" in given:
+        # chat's form is logprobs: true with top_logprobs: k; the legacy completions' form is logprobs: k
+        value = given["logprobs"]
+        top = given.get("top_logprobs", 0) if value is True else value
+        p.logprobs = int(_number("top_logprobs" if value is True else "logprobs", top, 0, MAX_TOP_LOGPROBS,
+                                 integer=True))
     if "chat_template_kwargs" in given:
         if not isinstance(given["chat_template_kwargs"], dict):
             raise InvalidRequest("chat_template_kwargs must be an object.")

@@ -1,16 +1,13 @@
 """The transformers LLM engine. Imported only inside the worker process.
 
-Generation runs `model.generate` in one thread that serves the requests in turn, so a request's
-seed fully decides its sampling even while other requests wait. Tokens come back through a
-streamer (core's `TokenHandover`, grouped when they come faster than `MODELYARD_STREAM_FLUSH_MS`)
-and are decoded incrementally by core's `Detokenizer`: each group makes one streamed chunk. A
-stopping criterion ends generation as soon as the request is cancelled (its stream closed, or a
-stop string seen).
+What is transformers' own lives here: loading, tokenizing, `model.generate` with its streamer,
+stopping criterion and logits processors. The rest is core's (`modelyard.llm`): generation runs in
+core's `GeneratingThread`, one request after another; tokens come back through its
+`TokenHandover` and `Detokenizer`; chat templates render in core's sandbox.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import threading
 from collections.abc import Iterator
@@ -32,8 +29,9 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from modelyard import config  # noqa: E402
 from modelyard.errors import InvalidRequest  # noqa: E402
+from modelyard.llm import chat_template  # noqa: E402
 from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
-from modelyard.llm.handover import Detokenizer, TokenHandover, stream_chunks  # noqa: E402
+from modelyard.llm.handover import Detokenizer, GeneratingThread, TokenHandover  # noqa: E402
 
 
 class _TokenQueue(TokenHandover, BaseStreamer):
@@ -92,10 +90,7 @@ class TransformersLLM(LLMEngine):
             torch.set_num_threads(self.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, **self.kwargs).eval()
-        # One thread generates for every request, in turn: a request's seed then fully decides its
-        # sampling, and the thread's torch set-up (OpenMP keeps its thread count per thread) is done once.
-        self.generating = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix=f"generate-{self.model_uid}", initializer=self._set_up_generating_thread)
+        self.generating = GeneratingThread(f"generate-{self.model_uid}", self._set_up_generating_thread)
         self.stream_window = config.stream_window()
         self.chat_template = self.registration.chat_template or getattr(self.tokenizer, "chat_template", None)
         max_positions = getattr(self.model.config, "max_position_embeddings", None)
@@ -123,13 +118,10 @@ class TransformersLLM(LLMEngine):
         if not self.chat_template:
             raise InvalidRequest(f"Model {self.model_uid!r} has no chat template: use /v1/completions, or register "
                                  "it with a chat_template.")
-        try:
-            encoded = self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template,
-                                                         add_generation_prompt=True, tokenize=True,
-                                                         return_dict=True, **template_kwargs)
-        except Exception as exc:  # the template itself rejects these messages (a role it does not know...)
-            raise InvalidRequest(f"The chat template could not render these messages: {exc}") from None
-        return list(encoded["input_ids"])
+        text = chat_template.render(self.chat_template, messages, special_tokens=self.tokenizer.special_tokens_map,
+                                    **template_kwargs)
+        # the template wrote the special tokens it wants; the tokenizer must not add its own again
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt)["input_ids"])
@@ -154,26 +146,13 @@ class TransformersLLM(LLMEngine):
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        failure: list[BaseException] = []
 
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    if params.seed is not None:
-                        torch.manual_seed(params.seed)
-                    if not generation.cancelled.is_set():
-                        self.model.generate(**kwargs)
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                streamer.end()
+        def generate() -> None:
+            with torch.inference_mode():
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
+                self.model.generate(**kwargs)
 
-        generated = self.generating.submit(run)
         detokenizer = Detokenizer(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), end_ids,
                                   generation)
-        yield from stream_chunks(streamer, detokenizer, generation)
-        generated.result()
-        if failure:
-            raise failure[0]
-        if generation.finish_reason is None:
-            generation.finish_reason = "length"
+        return self.generating.stream(generate, streamer, detokenizer, generation)

@@ -1,0 +1,1 @@
+"""modelyard-babble: an engine plugin written the way an outside author writes one."""
