@@ -1,6 +1,7 @@
 """Bench: streamed tokens/s through the server against the same generation in-process.
 
     .venv/bin/python bench/llm_stream.py [--rounds 12] [--max-tokens 128] [--seconds 2.0] [--verbose]
+                                         [--compare REV]
 
 Builds the tiny Llama of the tests, then measures (rounds interleaved, same prompts and settings,
 greedy, both with the transformers engine's streaming) tokens/s of streamed chat completions:
@@ -12,7 +13,9 @@ by up to 2x from one second to the next, so the two setups take turns request by
 batches of eight at concurrency 8) within each round, and the ratios reported are the medians of
 the rounds' ratios, with their quartiles. The client reads each stream as it comes but parses it
 only at the end, so on this small machine it takes little CPU from the server. Figures, never
-pass/fail.
+pass/fail. With `--compare REV`, a server of git revision REV (its core, server and transformers
+engine, checked out in a temporary worktree) takes its turns in the same rounds, and its ratio to
+the same in-process baseline is reported next to this tree's.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +41,7 @@ sys.path.insert(0, str(BENCH.parent / "tests" / "fixtures" / "llm"))
 
 import httpx  # noqa: E402
 import tiny_llama  # noqa: E402
-from request_path import free_port, start  # noqa: E402
+from request_path import free_port, start, worktree  # noqa: E402
 
 PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] for i in range(8)]
 
@@ -52,9 +56,10 @@ def cpu_seconds(pid: int) -> float:
 def in_process(engine, messages, max_tokens: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     first, tokens = None, 0
+    # the engine streams every answer (revisions before issue 13 streamed only when asked)
     for chunk in engine.chat([dict(m) for m in messages], {"stream": True, "max_tokens": max_tokens,
                                                            "temperature": 0}):
-        if chunk["text"] and first is None:
+        if chunk.get("text") and first is None:
             first = time.perf_counter() - t0
         if chunk.get("usage"):
             tokens = chunk["usage"]["completion_tokens"]
@@ -118,6 +123,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="also report each round's c1 rates")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny Llama (tests use 64)")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny Llama (tests use 2)")
+    parser.add_argument("--compare", metavar="REV", help="also measure git revision REV's server, interleaved")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="modelyard-llm-bench-"))
     model_dir = tiny_llama.build(str(work / "tiny"), hidden=args.hidden, layers=args.layers)
@@ -135,20 +141,35 @@ def main() -> None:
     engine = TransformersLLM("tiny", registration, registration.model_specs[0], model_dir)
     engine.load()
 
-    env = {**os.environ, "MODELYARD_HOME": str(work / "home")}
-    port = free_port()
-    server, _ = start([sys.executable, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
-                      env, port)
-    try:
+    spec = {**registration.model_dump(mode="json"), "is_builtin": False}
+
+    def serve(env: dict[str, str]) -> tuple[subprocess.Popen, int, int]:
+        """A server with the tiny model launched: its process, port and worker pid."""
+        port = free_port()
+        proc, _ = start([sys.executable, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
+                        env, port)
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
-        spec = {**registration.model_dump(mode="json"), "is_builtin": False}
         http.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}).raise_for_status()
         http.post("/v1/models", json={"model_name": "tiny", "model_type": "LLM",
                                       "model_engine": "transformers"}).raise_for_status()
-        worker_pid = http.get("/v1/models/tiny").json()["pid"]
+        return proc, port, http.get("/v1/models/tiny").json()["pid"]
+
+    server, port, worker_pid = serve({**os.environ, "MODELYARD_HOME": str(work / "home")})
+    servers = {"server": port}
+    procs = [server]
+    tree = None
+    try:
+        if args.compare:
+            tree = worktree(args.compare)
+            paths = [str(tree / d) for d in ("core/src", "server/src", "plugins/engine-transformers/src")]
+            rev, rev_port, _ = serve({**os.environ, "MODELYARD_HOME": str(work / "home-rev"),
+                                      "PYTHONPATH": os.pathsep.join(paths)})
+            procs.append(rev)
+            servers[f"rev_{args.compare}"] = rev_port
         in_process(engine, PROMPTS[0], 16)  # warm up
-        rates: dict[str, list[float]] = {"in_process_c1": [], "server_c1": [], "in_process_c8": [], "server_c8": []}
-        ttft: dict[str, list[float]] = {"in_process": [], "server": []}
+        setups = ["in_process", *servers]
+        rates: dict[str, list[float]] = {f"{s}_c{c}": [] for c in (1, 8) for s in setups}
+        ttft: dict[str, list[float]] = {s: [] for s in setups}
         cpu = {"in_process": 0.0, "worker": 0.0, "server": 0.0}
         tokens_c1 = {"in_process": 0, "server": 0}
 
@@ -165,13 +186,14 @@ def main() -> None:
         async def paired_round(concurrency: int, seconds: float) -> None:
             """Both setups take turns request by request (by batches of `concurrency`) for `seconds`:
             a slow spell of the machine, which lasts longer than a request, then hits both alike."""
-            connections = [await Connection(port).open() for _ in range(concurrency)]
-            spent = {"in_process": 0.0, "server": 0.0}
-            tokens = {"in_process": 0, "server": 0}
+            connections = {name: [await Connection(p).open() for _ in range(concurrency)]
+                           for name, p in servers.items()}
+            spent = dict.fromkeys(setups, 0.0)
+            tokens = dict.fromkeys(setups, 0)
             started = time.perf_counter()
             turn = 0
             while time.perf_counter() - started < seconds:
-                turns = ("in_process", "server") if turn % 2 == 0 else ("server", "in_process")
+                turns = setups[turn % len(setups):] + setups[:turn % len(setups)]  # no setup always goes first
                 turn += 1
                 for setup in turns:
                     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -179,19 +201,21 @@ def main() -> None:
                     if setup == "in_process":
                         n, firsts = await in_process_turn(concurrency)
                     else:
-                        n, firsts = await server_turn(connections)
+                        n, firsts = await server_turn(connections[setup])
                     spent[setup] += time.perf_counter() - t0
                     tokens[setup] += n
                     if concurrency == 1:
                         ttft[setup] += firsts
-                        tokens_c1[setup] += n
                         if setup == "in_process":
+                            tokens_c1[setup] += n
                             cpu["in_process"] += time.process_time() - cpu0
-                        else:
+                        elif setup == "server":
+                            tokens_c1[setup] += n
                             cpu["worker"] += cpu_seconds(worker_pid) - worker0
                             cpu["server"] += cpu_seconds(server.pid) - server0
-            for connection in connections:
-                connection.close()
+            for group in connections.values():
+                for connection in group:
+                    connection.close()
             for setup in spent:
                 rates[f"{setup}_c{concurrency}"].append(tokens[setup] / spent[setup])
 
@@ -209,16 +233,22 @@ def main() -> None:
         tokens_c1.update(in_process=0, server=0)
         run_client(measure())
         report = {k: round(statistics.median(v), 1) for k, v in rates.items()}
-        for c in ("c1", "c8"):
-            ratios = sorted(s / i for s, i in zip(rates[f"server_{c}"], rates[f"in_process_{c}"], strict=True))
-            report[f"ratio_{c}"] = round(statistics.median(ratios), 3)  # the median of the rounds' ratios
-            report[f"ratio_{c}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
+        for name in servers:
+            prefix = "ratio" if name == "server" else f"ratio_{name}"
+            for c in ("c1", "c8"):
+                ratios = sorted(s / i for s, i in zip(rates[f"{name}_{c}"], rates[f"in_process_{c}"], strict=True))
+                report[f"{prefix}_{c}"] = round(statistics.median(ratios), 3)  # the median of the rounds' ratios
+                report[f"{prefix}_{c}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
         if args.verbose:
             report["rounds_c1"] = [[round(i), round(s)] for i, s in zip(rates["in_process_c1"], rates["server_c1"],
                                                                        strict=True)]
         report["ttft_in_process_ms"] = round(statistics.median(ttft["in_process"]) * 1000, 2)
         report["ttft_server_ms"] = round(statistics.median(ttft["server"]) * 1000, 2)
         report["ttft_overhead_ms"] = round(report["ttft_server_ms"] - report["ttft_in_process_ms"], 2)
+        for name in servers:
+            if name != "server":
+                report[f"ttft_overhead_{name}_ms"] = round(
+                    (statistics.median(ttft[name]) - statistics.median(ttft["in_process"])) * 1000, 2)
         # CPU per token at concurrency 1: steadier than wall time on a shared machine
         report["cpu_ms_per_token_in_process_c1"] = round(cpu["in_process"] / tokens_c1["in_process"] * 1000, 3)
         report["cpu_ms_per_token_worker_c1"] = round(cpu["worker"] / tokens_c1["server"] * 1000, 3)
@@ -227,8 +257,12 @@ def main() -> None:
         report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers"
         print(json.dumps(report, indent=2))
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        if tree is not None:
+            subprocess.run(["git", "-C", str(BENCH.parent), "worktree", "remove", "--force", str(tree)],
+                           capture_output=True)
 
 
 if __name__ == "__main__":
