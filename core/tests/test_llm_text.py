@@ -174,3 +174,26 @@ def test_a_chat_template_renders_in_a_sandbox():
         chat_template.render("{{ raise_exception('only users') }}", messages)
     with pytest.raises(InvalidRequest, match="not valid Jinja"):
         chat_template.render("{% for %}", messages)
+
+
+def test_chat_template_kwargs_may_not_replace_what_the_request_decides():
+    with pytest.raises(InvalidRequest, match="may not set add_generation_prompt, messages"):
+        chat_template.render("x", [], template_kwargs={"messages": [], "add_generation_prompt": False})
+    assert chat_template.render("{{ enable_thinking }}", [], template_kwargs={"enable_thinking": True}) == "True"
+
+
+def test_a_sync_engine_that_declares_choices_is_still_refused_them():
+    engine = ScriptedEngine(["a"])
+    engine.supported_params = ALL_PARAMS
+    with pytest.raises(InvalidRequest, match="one choice and no log-probabilities"):
+        list(engine.generate("x", {"n": 2}))
+
+
+def test_a_delta_of_no_tokens_counts_none_and_a_multi_token_stop_keeps_its_logprobs():
+    lp = [{"token": t, "logprob": -1.0, "top_logprobs": []} for t in ("ab", " cd", " ef")]
+    engine = ScriptedAsyncEngine([Delta("ab cd ef", tokens=3, logprobs=lp), Delta("", tokens=0, finish_reason="stop")])
+    whole = collect(drain(engine.generate("p", {"logprobs": True, "stop": ["zz"]})))
+    assert whole["usage"]["completion_tokens"] == 3 and whole["choices"][0]["logprobs"] == lp
+    engine = ScriptedAsyncEngine([Delta("ab cd ef", tokens=3, logprobs=lp)])
+    whole = collect(drain(engine.generate("p", {"logprobs": True, "stop": ["ef"]})))
+    assert whole["choices"][0]["text"] == "ab cd " and whole["choices"][0]["logprobs"] == lp

@@ -12,7 +12,8 @@ from modelyard.testing.server import Server
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "llm"))
 import tiny_llama  # noqa: E402
 
-REGISTRATION = {"model_name": "tiny", "context_length": 256, "model_ability": ["generate", "chat"],
+# the tiny model's whole context (512): filling it takes long enough to see a client leave early
+REGISTRATION = {"model_name": "tiny", "context_length": 512, "model_ability": ["generate", "chat"],
                 "model_specs": [{"model_format": "pytorch", "quantization": "none"}]}
 
 

@@ -35,8 +35,9 @@ class Delta:
 
 
 class AsyncLLMEngine(LLMEngine):
-    #: True when the library applies the request's stop strings itself (vLLM does): the base then
-    #: only splits reasoning and counts.
+    #: True when the library applies the stop strings itself (vLLM does): give it
+    #: `self.stop_strings(generation)` (the registration's and the request's); the base then only
+    #: splits reasoning and counts.
     applies_stops: bool = False
 
     async def stream_deltas(self, prompt_ids: list[int], generation: Generation) -> AsyncIterator[Delta]:
@@ -64,7 +65,8 @@ class AsyncLLMEngine(LLMEngine):
                         answer = answers[index] = self._answer(index, generation, split_reasoning,
                                                                stops=not self.applies_stops)
                     texts = delta.text if isinstance(delta.text, list) else [delta.text]
-                    tokens = len(texts) if isinstance(delta.text, list) else (delta.tokens or 1)
+                    tokens = len(texts) if isinstance(delta.text, list) else delta.tokens
+                    tokens = 1 if tokens is None else tokens
                     out, dropped = answer.feed(texts, delta.logprobs)
                     generation.completion_tokens += tokens - dropped
                     if out:

@@ -40,7 +40,8 @@ class Generation:
         """The answer's stream was closed before its end (the client left): stop generating, and
         say so in the model's log."""
         self.cancelled.set()
-        print(f"modelyard: generation stopped after {self.completion_tokens} of at most {self.max_tokens} tokens",
+        most = self.max_tokens * self.params.n  # the tokens of every choice
+        print(f"modelyard: generation stopped after {self.completion_tokens} of at most {most} tokens",
               file=sys.stderr, flush=True)
 
 
@@ -116,13 +117,20 @@ class LLMEngine(EngineBase):
         generation = Generation(len(prompt_ids), params.max_tokens or room, params)
         return self._chunks(prompt_ids, generation, split_reasoning)
 
+    def stop_strings(self, generation: Generation) -> list[str]:
+        """The strings that end an answer: the registration's own and the request's."""
+        return list(self.registration.stop or []) + generation.params.stop
+
     def _answer(self, index: int, generation: Generation, split_reasoning: bool, *, stops: bool = True) -> Answer:
         start, end = self.registration.reasoning_start_tag, self.registration.reasoning_end_tag
         splitter = ReasoningSplitter(start, end) if split_reasoning and start and end else None
-        stop_strings = list(self.registration.stop or []) + generation.params.stop if stops else []
-        return Answer(index, StopMatcher(stop_strings), splitter)
+        return Answer(index, StopMatcher(self.stop_strings(generation) if stops else []), splitter)
 
     def _chunks(self, prompt_ids: list[int], generation: Generation, split_reasoning: bool) -> Iterator[dict]:
+        if generation.params.n > 1 or generation.params.logprobs is not None:
+            # stream_tokens has one choice and no log-probabilities: declaring them takes AsyncLLMEngine
+            raise InvalidRequest("This model's engine answers with one choice and no log-probabilities: leave out "
+                                 "n and logprobs.")
         answer = self._answer(0, generation, split_reasoning)
         try:
             for delta in self.stream_tokens(prompt_ids, generation):
@@ -162,7 +170,7 @@ class Answer:
         for used, text in enumerate(texts, 1):
             kept.append(self.stops.feed(text))
             if self.stops.stopped:
-                if logprobs is not None:
+                if logprobs is not None and len(logprobs) == len(texts):  # one entry per token's text
                     logprobs = logprobs[:used]
                 return self._piece("".join(kept), logprobs), len(texts) - used
         return self._piece("".join(kept), logprobs), 0

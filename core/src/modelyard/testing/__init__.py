@@ -17,7 +17,7 @@
         @classmethod
         def served(cls, tmp_path_factory):
             server = Server(tmp_path_factory.mktemp("home")).start()
-            yield server, server.launch("LLM", registration_json, engine="my-engine")
+            yield server, server.launch("LLM", registration, engine="my-engine")  # a dict
             server.stop()
 
 Each suite is a class of `test_*` methods that pytest collects in the subclass.

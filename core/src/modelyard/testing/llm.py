@@ -4,7 +4,9 @@ end through a real server (`LLMServerSuite`).
 `LLMEngineSuite` needs a class-scoped `engine` fixture: a loaded `LLMEngine` (or
 `AsyncLLMEngine`) whose greedy output for `PROMPT` is 6 characters or more. `LLMServerSuite`
 needs a class-scoped `served` fixture: `(server, uid)`, a `modelyard.testing.server.Server` with
-the engine's model launched as `uid`. Override `PROMPT` or `MESSAGES` when your tiny model needs others.
+the engine's model launched as `uid`; filling its context should take a second or more (a longer
+context, or a slower setting), so that a client leaving early is seen before generation ends.
+Override `PROMPT` or `MESSAGES` when your tiny model needs others.
 """
 
 from __future__ import annotations

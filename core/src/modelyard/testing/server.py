@@ -2,7 +2,7 @@
 home of its own, and the calls a test makes of it (launch a model, read its log).
 
     server = Server(tmp_path / "home").start()
-    uid = server.launch_llm(registration, engine="my-engine")
+    uid = server.launch("LLM", registration, engine="my-engine")   # registration: a dict
     ...
     server.stop()
 
@@ -76,6 +76,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
+        self.stop(signal.SIGKILL)
         raise RuntimeError(f"server did not start:\n{self.log()}")
 
     def log(self) -> str:
@@ -85,7 +86,12 @@ class Server:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
         self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # a test's server never outlives it
+            self.process.wait()
+            raise
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `modelyard ARGS`; it finds this server through MODELYARD_ENDPOINT."""

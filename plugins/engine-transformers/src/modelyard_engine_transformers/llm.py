@@ -119,7 +119,7 @@ class TransformersLLM(LLMEngine):
             raise InvalidRequest(f"Model {self.model_uid!r} has no chat template: use /v1/completions, or register "
                                  "it with a chat_template.")
         text = chat_template.render(self.chat_template, messages, special_tokens=self.tokenizer.special_tokens_map,
-                                    **template_kwargs)
+                                    template_kwargs=template_kwargs)
         # the template wrote the special tokens it wants; the tokenizer must not add its own again
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

@@ -47,7 +47,8 @@ class TestBabbleServed(LLMServerSuite):
     def served(cls, model_dir, tmp_path_factory):
         server = Server(tmp_path_factory.mktemp("babble-home")).start()
         try:
-            yield server, server.launch("LLM", registration(model_dir), engine="babble")
+            # 20 ms a word: its context takes seconds to fill, so a client that leaves is seen leaving
+            yield server, server.launch("LLM", registration(model_dir), engine="babble", delay_ms=20)
         finally:
             server.stop()
 

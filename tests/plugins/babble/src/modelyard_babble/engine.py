@@ -35,7 +35,8 @@ class BabbleLLM(AsyncLLMEngine):
         return [self._id(word) for word in prompt.split()]
 
     def encode_chat(self, messages, template_kwargs):
-        text = chat_template.render(self.registration.chat_template or TEMPLATE, messages, **template_kwargs)
+        text = chat_template.render(self.registration.chat_template or TEMPLATE, messages,
+                                    template_kwargs=template_kwargs)
         ids = self.encode(text)
         if not ids:
             raise InvalidRequest("The conversation has no words.")
