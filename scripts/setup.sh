@@ -15,4 +15,5 @@ fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install --quiet --upgrade pip
 pip install --quiet "$TORCH_SPEC"
-pip install --quiet -e core -e server -e plugins/engine-transformers -e "$root"
+pip install --quiet -e core -e server -e plugins/engine-transformers -e plugins/engine-sentence-transformers \
+    -e "$root"

@@ -105,7 +105,8 @@ def main(home: Path) -> None:
         out["results"] = {
             "embed": call("fixture-embed", "embed", ["hello world", "a b c"]),
             "embed_one": call("fixture-embed", "embed", "just one"),
-            "embed_refused": call("fixture-embed", "embed", ["x"], dimensions=2),
+            "embed_refused": call("fixture-embed", "embed", ["x"], pooling="cls"),
+            "embed_shorter": call("fixture-embed", "embed", ["x"], dimensions=2),
             "embed_bad_input": call("fixture-embed", "embed", []),
             "vllm_embed": call("vllm-embed", "embed", ["abc"]),
             "rerank": call("fixture-rerank", "rerank", ["red fox", "blue sky", "the red sky"], "red sky",

@@ -66,6 +66,8 @@ ROUTES = [
     ("POST", "/v1/chat/completions", "/v1/chat/completions",
      {"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, {"inference"}),
     ("POST", "/v1/completions", "/v1/completions", {"model": "nope", "prompt": "hi"}, {"inference"}),
+    ("POST", "/v1/embeddings", "/v1/embeddings", {"model": "nope", "input": "hi"}, {"inference"}),
+    ("POST", "/v1/rerank", "/v1/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, {"inference"}),
     ("POST", "/v1/flexible/infers", "/v1/flexible/infers", {"model": "nope"}, {"inference"}),
     ("GET", "/v1/models", "/v1/models", None, {"inference", "models:read"}),
     ("GET", "/v1/models/{model_uid}", "/v1/models/nope", None, {"inference", "models:read"}),

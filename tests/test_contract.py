@@ -54,17 +54,22 @@ def test_numpy_vectors_travel_as_float32_and_the_server_never_imports_numpy(prob
 
 
 def test_one_plugin_names_vllm_for_two_types_with_two_implementations(probe):
-    assert probe["results"]["vllm_embed"] == {"vectors": [[7.0, 3.0]], "prompt_tokens": 1}
+    # lists from the engine, a float32 matrix on the link like every engine's vectors
+    assert probe["results"]["vllm_embed"]["vectors"]["values"] == [[7.0, 3.0]]
+    assert probe["results"]["vllm_embed"]["prompt_tokens"] == 1
     report = probe["engines_report"]
-    assert set(report) == {"fixture", "vllm"}  # only the embedding engines
+    # the embedding engines: the fixtures' and the installed sentence_transformers, and no LLM engine
+    assert {"fixture", "vllm"} <= set(report) and "transformers" not in report
     assert report["vllm"]["plugin"] == "contract-plugin"
 
 
 def test_what_an_engine_cannot_honour_is_refused_by_name(probe):
     results = probe["results"]
     refused_embed = results["embed_refused"]
-    assert refused_embed["error"] == 400 and "cannot honour dimensions" in refused_embed["message"]
-    assert results["embed_bad_input"] == {"error": 400, "message": "input must be a non-empty list of strings."}
+    assert refused_embed["error"] == 400 and "cannot honour pooling" in refused_embed["message"]
+    assert results["embed_shorter"]["error"] == 400 and "not trained for shorter" in results["embed_shorter"]["message"]
+    assert results["embed_bad_input"]["error"] == 400
+    assert results["embed_bad_input"]["message"].startswith("input must be a string, a non-empty list of strings")
     refused_image = results["image_refused"]["message"]
     assert "cannot honour style" in refused_image and "honours: seed" in refused_image
     assert results["image_bad_size"]["error"] == 400 and "WIDTHxHEIGHT" in results["image_bad_size"]["message"]

@@ -72,4 +72,4 @@ def test_a_typed_result_in_json_mode_keeps_its_vectors_as_lists():
     from modelyard import jsonable
 
     assert json.loads(jsonable.dumps(Embeddings(Array.from_rows([[1.0, 2.0]]), prompt_tokens=1))) == {
-        "vectors": [[1.0, 2.0]], "prompt_tokens": 1}
+        "vectors": [[1.0, 2.0]], "prompt_tokens": 1, "row_tokens": None}

@@ -243,15 +243,62 @@ def infer(client, model_uid: str, kwargs_json: str | None, args: tuple[str, ...]
     _echo_json(result)
 
 
-def _model_with(client, model_uid: str, ability: str):
+def _model_with(client, model_uid: str, ability: str, needs: str | None = None):
     """The model's handle, or a one-line error when it cannot `ability` (a flexible model, say)."""
     model = client.get_model(model_uid)
     if not callable(getattr(model, ability, None)):
+        from modelyard.types import a_model_of
+
         kind = model.description.get("model_type")
         hint = " Use `modelyard infer` for a flexible model." if kind == "flexible" else ""
-        raise click.ClickException(f"Model {model_uid!r} is a {kind} model and cannot {ability}; that needs an LLM "
-                                   f"with the {ability} ability.{hint}")
+        needs = needs or f"an LLM with the {ability} ability"
+        raise click.ClickException(f"Model {model_uid!r} is {a_model_of(str(kind))} and cannot {ability}; that "
+                                   f"needs {needs}.{hint}")
     return model
+
+
+def _preview(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@click.option("--dimensions", type=int, default=None, help="Shorter vectors, where the model allows them.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole OpenAI-shaped answer as JSON.")
+@click.argument("texts", nargs=-1, required=True)
+@client_command
+def embed(client, model_uid: str, dimensions: int | None, as_json: bool, texts: tuple[str, ...]) -> None:
+    """Embed TEXTS with an embedding model: one line per text (its vector's length and first values)."""
+    model = _model_with(client, model_uid, "create_embedding", "an embedding model")
+    result = model.create_embedding(list(texts), **({"dimensions": dimensions} if dimensions else {}))
+    if as_json:
+        _echo_json(result)
+        return
+    for item, text in zip(result["data"], texts, strict=True):
+        vector = item["embedding"]
+        head = ", ".join(f"{x:+.4f}" for x in vector[:4])
+        click.echo(f"{item['index']:>3}  {len(vector)} dims  [{head}, ...]  {_preview(text, 40)}")
+    click.echo(f"{result['usage']['prompt_tokens']} tokens")
+
+
+@cli.command()
+@click.option("--model-uid", "-u", required=True)
+@click.option("--query", "-q", required=True, help="What the documents are scored against.")
+@click.option("--top-n", type=int, default=None, help="Show the best N only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
+@click.argument("documents", nargs=-1, required=True)
+@client_command
+def rerank(client, model_uid: str, query: str, top_n: int | None, as_json: bool, documents: tuple[str, ...]) -> None:
+    """Score DOCUMENTS against --query with a rerank model, best first."""
+    model = _model_with(client, model_uid, "rerank", "a rerank model")
+    result = model.rerank(list(documents), query, top_n=top_n, return_len=True)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{'rank':>4}  {'doc':>3}  {'score':>8}  document")
+    for rank, hit in enumerate(result["results"], 1):
+        click.echo(f"{rank:>4}  {hit['index']:>3}  {hit['relevance_score']:>8.4f}  {_preview(documents[hit['index']])}")
 
 
 def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -96,10 +96,27 @@ class ChatModelHandle(GenerateModelHandle):
         return self._post("/v1/chat/completions", {"messages": messages}, generate_config)
 
 
+class EmbeddingModelHandle(ModelHandle):
+    def create_embedding(self, input: str | list[str] | list[int] | list[list[int]], **kwargs: Any) -> dict[str, Any]:
+        """OpenAI's embeddings object for `input`; `kwargs`: `encoding_format`, `dimensions`, ..."""
+        return self.client._request("POST", "/v1/embeddings", json={"model": self.model_uid, "input": input, **kwargs},
+                                    timeout=CALL_TIMEOUT)
+
+
+class RerankModelHandle(ModelHandle):
+    def rerank(self, documents: list[str], query: str, top_n: int | None = None, return_documents: bool | None = None,
+               return_len: bool | None = None, **kwargs: Any) -> dict[str, Any]:
+        """`{"results": [{"index", "relevance_score", "document"}], "meta": {...}}`, best first."""
+        body = {"model": self.model_uid, "documents": documents, "query": query, "top_n": top_n,
+                "return_documents": return_documents, "return_len": return_len, **kwargs}
+        return self.client._request("POST", "/v1/rerank", json=body, timeout=CALL_TIMEOUT)
+
+
 def _handle_class(description: dict[str, Any]) -> type[ModelHandle]:
     if description["model_type"] == "LLM":
         return ChatModelHandle if "chat" in description.get("model_ability", []) else GenerateModelHandle
-    return {"flexible": FlexibleModelHandle}.get(description["model_type"], ModelHandle)
+    return {"flexible": FlexibleModelHandle, "embedding": EmbeddingModelHandle,
+            "rerank": RerankModelHandle}.get(description["model_type"], ModelHandle)
 
 
 class Client:

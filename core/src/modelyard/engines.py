@@ -95,6 +95,8 @@ class Engine:
 # Only plugins that exist in the repository are named: a hint must install something.
 SUGGESTED_ENGINES: dict[str, dict[str, str]] = {
     "LLM": {"transformers": "plugins/engine-transformers"},
+    "embedding": {"sentence_transformers": "plugins/engine-sentence-transformers"},
+    "rerank": {"sentence_transformers": "plugins/engine-sentence-transformers"},
 }
 
 

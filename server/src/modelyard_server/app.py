@@ -31,7 +31,9 @@ from modelyard_server.routes import (
     models,
     openai_chat,
     openai_completions,
+    openai_embeddings,
     registrations,
+    rerank,
     status,
     virtualenvs,
 )
@@ -77,8 +79,8 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     # Inference routes first: the router tries routes in order, and they carry the traffic.
-    for module in (openai_chat, openai_completions, flexible, models, registrations, engines, status, virtualenvs,
-                   api_keys):
+    for module in (openai_chat, openai_completions, openai_embeddings, rerank, flexible, models, registrations, engines,
+                   status, virtualenvs, api_keys):
         app.include_router(module.router)
     uploads = mount_plugin_routes(app, get_plugins())
     app.add_middleware(RequestGuard, bind_host=settings.bind_host, allowed_hosts=settings.allowed_hosts,

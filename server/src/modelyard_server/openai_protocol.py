@@ -35,3 +35,22 @@ class ChatCompletionRequest(LLMRequest):
 
 class CompletionRequest(LLMRequest):
     prompt: str | list[str]
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request. `input`: a string, a list of strings, a list of token ids, or a
+    list of those lists; the engine checks its form and answers 400 naming what is wrong."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="The uid of a running embedding model.")
+    input: Any = Field(description="A string, a list of strings, a list of token ids, or a list of token-id lists.")
+    encoding_format: str = Field("float", description="float, or base64 (little-endian float32 bytes).")
+    dimensions: int | None = Field(None, description="Shorter vectors, where the model was trained for them.")
+    user: str | None = None
+
+    def engine_params(self) -> dict[str, Any]:
+        """What the engine gets beside the input: `dimensions`, and anything else sent (it refuses by name
+        what it cannot honour); `user` is the caller's own tag and goes nowhere."""
+        return {**({"dimensions": self.dimensions} if self.dimensions is not None else {}),
+                **(self.model_extra or {})}

@@ -1,14 +1,20 @@
-"""Shape the engine's neutral chunks (`modelyard.llm.chunks`) into OpenAI's chat and text
-completion objects and chunks: one choice per chunk index, log-probabilities where the engine gave them."""
+"""Shape engines' results into OpenAI's objects: the neutral LLM chunks (`modelyard.llm.chunks`)
+into chat and text completions and their chunks (one choice per chunk index, log-probabilities
+where the engine gave them), and embeddings into the embeddings list."""
 
 from __future__ import annotations
 
+import array
+import functools
 import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from modelyard.arrays import Array
+from modelyard.errors import ModelError
 from modelyard.llm.chunks import collect
 
 
@@ -114,3 +120,34 @@ async def completion_chunks(uid: str, batches: AsyncIterator[list[dict[str, Any]
                 "index": index, "text": item["text"], "logprobs": _completion_logprobs(item.get("logprobs"), offset),
                 "finish_reason": item["finish_reason"]}]}))
         yield out
+
+
+@functools.lru_cache(maxsize=16)
+def _row_format(width: int) -> str:
+    return ",".join(["%.9g"] * width)
+
+
+def _json_floats(row: bytes) -> str:
+    """A float32 row as a JSON array: 9 significant digits give back each float32 exactly, and one
+    format of the whole row costs a quarter of json's shortest repr of the doubles they widen to."""
+    values = array.array("f")
+    values.frombytes(row)
+    if sys.byteorder == "big":
+        values.byteswap()
+    text = _row_format(len(values)) % tuple(values)
+    if "n" in text:  # nan or inf: no JSON number stands for them
+        raise ModelError("The model returned vectors that are not finite numbers (NaN or infinity).")
+    return f"[{text}]"
+
+
+def embeddings(uid: str, result: dict[str, Any], encoding_format: str) -> bytes:
+    """`result`: the engine's `Embeddings` as it came over the link (`vectors`: a float32 Array)."""
+    vectors: Array = result["vectors"]
+    if encoding_format == "base64":
+        rows = [f'"{vectors.row_base64(i)}"' for i in range(len(vectors))]
+    else:
+        rows = [_json_floats(vectors.row_bytes(i)) for i in range(len(vectors))]
+    data = ",".join(f'{{"object":"embedding","index":{i},"embedding":{row}}}' for i, row in enumerate(rows))
+    tokens = int(result["prompt_tokens"])
+    return (f'{{"object":"list","data":[{data}],"model":{json.dumps(uid, ensure_ascii=False)},'
+            f'"usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}').encode()

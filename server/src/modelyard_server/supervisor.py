@@ -21,7 +21,7 @@ from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardEr
 from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
-from modelyard.types import ModelSpec, Registration, check_name_length
+from modelyard.types import ModelSpec, Registration, a_model_of, check_name_length
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
@@ -264,7 +264,7 @@ class Supervisor:
     def ready_worker(self, uid: str, model_type: str | None = None, method: str | None = None) -> LocalWorker:
         record = self.get(uid)
         if model_type is not None and record.model_type != model_type:
-            raise InvalidRequest(f"Model {uid!r} is a {record.model_type} model; this route serves "
+            raise InvalidRequest(f"Model {uid!r} is {a_model_of(record.model_type)}; this route serves "
                                  f"{model_type} models.")
         if record.status != Status.READY or record.worker is None:
             detail = f": {record.error}" if record.error else ""

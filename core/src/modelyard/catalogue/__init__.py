@@ -6,7 +6,7 @@ import json
 from importlib import resources
 from typing import Any
 
-FILES = {"LLM": "llm.json"}
+FILES = {"LLM": "llm.json", "embedding": "embedding.json", "rerank": "rerank.json"}
 
 
 def load(model_type: str) -> list[dict[str, Any]]:

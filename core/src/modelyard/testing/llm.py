@@ -11,58 +11,16 @@ Override `PROMPT` or `MESSAGES` when your tiny model needs others.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import inspect
 import json
-import threading
 import time
 from typing import Any
 
 from modelyard.errors import InvalidRequest
 from modelyard.llm.chunks import collect
+from modelyard.testing.driving import Stream
 
 # -- in-process -------------------------------------------------------------------------------
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """One event loop for every async engine's streams, as in the worker (an async library is
-    often bound to the loop it started on)."""
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="modelyard-testing-loop", daemon=True).start()
-        return _loop
-
-
-class Stream:
-    """An answer's chunks one by one, whether the engine streams them sync or async."""
-
-    def __init__(self, result: Any) -> None:
-        self.result = result
-        self.is_async = inspect.isasyncgen(result)
-
-    def __iter__(self) -> Stream:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        if not self.is_async:
-            return next(self.result)
-        try:
-            return asyncio.run_coroutine_threadsafe(anext(self.result), _background_loop()).result()
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def close(self) -> None:
-        if self.is_async:
-            asyncio.run_coroutine_threadsafe(self.result.aclose(), _background_loop()).result()
-        else:
-            self.result.close()
-
 
 def answer(engine: Any, method: str, *args: Any) -> list[dict[str, Any]]:
     """Every chunk of one `chat` or `generate` call."""

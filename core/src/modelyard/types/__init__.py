@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -122,17 +122,26 @@ class Registration(BaseModel):
         return list(model_type.abilities)
 
 
-class MediaRegistration(Registration):
-    """Xinference's image, audio and video templates are flat: no `model_specs` list."""
+class FlatRegistration(Registration):
+    """A registration that may be flat: its one source at the top level (`model_id`, `model_uri`,
+    `model_src`) instead of a `model_specs` list, as Xinference's image, audio, video and classic
+    embedding templates are."""
 
-    version: int | None = None
-    model_family: str | None = None
     model_id: str | None = None
     model_revision: str | None = None
     model_hub: str | None = "huggingface"
     model_uri: str | None = None
-    model_ability: list[str] = []
-    default_model_config: dict[str, Any] = {}
+    #: The format a flat registration's one spec has when it names none.
+    flat_format: ClassVar[str | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_source(cls, data: Any) -> Any:
+        if cls.flat_format and isinstance(data, dict) and not data.get("model_specs"):
+            if not any(data.get(k) for k in ("model_id", "model_uri", "model_src")):
+                raise ValueError("give model_specs, or the model's model_id or model_uri at the top level")
+            data = {"model_format": cls.flat_format, **data}
+        return data
 
     def specs(self) -> list[ModelSpec]:
         if self.model_specs:
@@ -142,6 +151,20 @@ class MediaRegistration(Registration):
         flat = {"model_id": self.model_id, "model_revision": self.model_revision, "model_hub": self.model_hub,
                 "model_uri": self.model_uri, **top}
         return [ModelSpec.model_validate(each) for each in expand_spec(flat)]
+
+
+class MediaRegistration(FlatRegistration):
+    """Xinference's image, audio and video templates are flat: no `model_specs` list."""
+
+    version: int | None = None
+    model_family: str | None = None
+    model_ability: list[str] = []
+    default_model_config: dict[str, Any] = {}
+
+
+def a_model_of(model_type: str) -> str:
+    """"an embedding model", "a flexible model", "an LLM model": for messages."""
+    return f"{'an' if model_type[:1].lower() in 'aeiou' or model_type == 'LLM' else 'a'} {model_type} model"
 
 
 def json_object(value: Any, field_name: str) -> dict[str, Any]:

@@ -8,9 +8,10 @@ typed results live there, so an engine implements only what differs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from modelyard.batching import Batcher
 from modelyard.errors import InvalidRequest
 from modelyard.types import ModelSpec, Registration
 
@@ -19,6 +20,8 @@ class EngineBase:
     #: The launch options this engine takes (name -> what it does). None: every keyword of the
     #: launch goes to the engine as it is; a mapping: any other is a 400 naming these.
     launch_options: Mapping[str, str] | None = None
+    #: The launch options its type's base takes for itself (batching...), whatever the engine declares.
+    base_launch_options: Mapping[str, str] = {}
     #: The request parameters, beyond an ability's own arguments, this engine honours.
     supported_params: frozenset[str] = frozenset()
     #: How many calls may run the model at once (see modelyard.worker); None: the worker's threads.
@@ -27,9 +30,10 @@ class EngineBase:
     def __init__(self, model_uid: str, registration: Registration, spec: ModelSpec, model_path: str,
                  **kwargs: Any):
         if self.launch_options is not None:
-            unknown = sorted(set(kwargs) - set(self.launch_options))
+            options = {**self.base_launch_options, **self.launch_options}
+            unknown = sorted(set(kwargs) - set(options))
             if unknown:
-                offered = "; ".join(f"{k}: {v}" for k, v in self.launch_options.items()) or "none"
+                offered = "; ".join(f"{k}: {v}" for k, v in options.items()) or "none"
                 raise InvalidRequest(f"{type(self).__name__} takes no launch option {', '.join(map(repr, unknown))}. "
                                      f"Its options: {offered}.")
         self.model_uid = model_uid
@@ -51,6 +55,53 @@ class EngineBase:
             raise InvalidRequest(f"This model's engine cannot honour {', '.join(unknown)} for {ability}; "
                                  f"leave them out (it honours: {honoured}).")
         return given
+
+
+class BatchingEngine(EngineBase):
+    """An engine whose calls are rows (texts, query-document pairs) that concurrent requests share:
+    the base gathers them into engine calls (`modelyard.batching`). Launch options `batch_size`
+    (rows per engine call) and `batch_wait_ms` (how long a batch may wait for the clients of the
+    one before it to send their next rows; never for a lone client) tune it."""
+
+    #: rows per engine call, unless the launch says otherwise
+    batch_size: int = 32
+    batch_wait_ms: float = 5.0
+    base_launch_options = {
+        "batch_size": "rows per engine call when concurrent requests are gathered (default 32)",
+        "batch_wait_ms": "milliseconds a batch waits for the clients of the one before to come back (default 5)",
+    }
+
+    def __init__(self, model_uid: str, registration: Registration, spec: ModelSpec, model_path: str,
+                 **kwargs: Any):
+        super().__init__(model_uid, registration, spec, model_path, **kwargs)
+        size = self.kwargs.pop("batch_size", self.batch_size)
+        wait = self.kwargs.pop("batch_wait_ms", self.batch_wait_ms)
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
+            raise InvalidRequest(f"batch_size must be a whole number from 1 to 4096, got {size!r}.")
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
+            raise InvalidRequest(f"batch_wait_ms must be a number of milliseconds from 0 to 1000, got {wait!r}.")
+        self.batch_size, self.batch_wait_ms = size, float(wait)
+        self._batcher: Batcher | None = None
+
+    def set_up_batch_thread(self) -> None:
+        """Called once in the thread that runs the engine's batches (torch's per-thread settings...)."""
+
+    def run_rows(self, rows: list[Any], params: dict[str, Any]) -> Sequence[Any]:
+        """One output per row: the engine call for one batch, in the batch thread."""
+        raise NotImplementedError
+
+    async def gathered(self, rows: Sequence[Any], params: Mapping[str, Any]) -> list[Any]:
+        """The outputs of `rows`, computed in batches with other requests' rows of the same params."""
+        if self._batcher is None:
+            self._batcher = Batcher(lambda batch, key: self.run_rows(batch, dict(key)), max_rows=self.batch_size,
+                                    wait=self.batch_wait_ms / 1000, name=f"batch-{self.model_uid}",
+                                    initializer=self.set_up_batch_thread)
+        try:
+            key = tuple(sorted(params.items()))
+            hash(key)
+        except TypeError:
+            raise InvalidRequest("Request parameters must be plain values (strings, numbers, booleans).") from None
+        return await self._batcher.submit(rows, key)
 
 
 def check_texts(value: Any, what: str, *, allow_one: bool = True) -> list[str]:

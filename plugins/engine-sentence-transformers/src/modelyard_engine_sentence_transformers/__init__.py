@@ -1,0 +1,1 @@
+"""modelyard's sentence-transformers engine: embeddings and rerank."""
