@@ -262,6 +262,10 @@ def test_venvs_import_paths_and_remote_code_need_admin(keyed, admin, scoped_keys
         for options in ({"trust_remote_code": True}, {"model_kwargs": {"trust_remote_code": "true"}}):
             response = launch.post("/v1/models", json={"model_name": "tiny", "model_type": "LLM", **options})
             assert response.status_code == 403 and "trust_remote_code" in response.json()["detail"], options
+        # a builtin embedding model whose repository code must run: the same rule
+        response = launch.post("/v1/models", json={"model_name": "jina-embeddings-v2-base-en",
+                                                   "model_type": "embedding", "trust_remote_code": True})
+        assert response.status_code == 403 and "trust_remote_code" in response.json()["detail"]
         response = launch.post("/v1/models", json={"model_name": "tiny", "model_type": "LLM",
                                                    "virtual_env_packages": ["demo-pkg"]})
         assert response.status_code == 403 and "admin" in response.json()["detail"]

@@ -163,6 +163,9 @@ def test_modelyard_client_and_cli(served):
         assert len(found["data"][0]["embedding"]) == 384
         ranked = client.get_model("my-reranker").rerank(["one doc", "another doc"], "doc", return_len=True)
         assert sorted(r["index"] for r in ranked["results"]) == [0, 1] and ranked["meta"]["tokens"]["input_tokens"]
+        objects = client.get_model("my-reranker").rerank([{"text": "one doc"}, {"text": "another doc"}], "doc",
+                                                         return_documents=True)
+        assert {r["document"]["text"] for r in objects["results"]} == {"one doc", "another doc"}
     out = served.cli("embed", "-u", "my-minilm", *NEAR).stdout.splitlines()
     assert len(out) == 4 and "384 dims" in out[0] and "a cat sits on the mat" in out[0]
     assert out[-1].endswith("tokens")

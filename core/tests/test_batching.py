@@ -163,3 +163,35 @@ def test_after_a_batch_of_several_the_next_waits_for_their_clients_to_come_back(
     batches = run(main())
     # the first batch takes who is there; after it, each waits for all four clients
     assert batches[-2:] == [(4, 4), (4, 4)]
+
+
+@pytest.mark.parametrize("raised", [StopIteration(), SystemExit(3), KeyboardInterrupt()])
+def test_what_the_engine_must_not_raise_fails_its_request_and_the_batcher_goes_on(raised):
+    calls = []
+
+    def run_rows(rows, params):
+        calls.append(rows)
+        if len(calls) == 1:
+            raise raised
+        return rows
+
+    async def main():
+        batcher = Batcher(run_rows, max_rows=4)
+        with pytest.raises(RuntimeError, match=type(raised).__name__):
+            await batcher.submit([1])
+        return await asyncio.wait_for(batcher.submit([2]), 5)
+
+    assert run(main()) == [2]
+
+
+def test_a_lone_client_sending_fewer_rows_than_before_does_not_wait():
+    recorder = Recorder()
+
+    async def main():
+        batcher = Batcher(recorder, max_rows=8, wait=5.0)
+        started = time.monotonic()
+        await batcher.submit([1, 2, 3, 4])
+        await batcher.submit([5])
+        return time.monotonic() - started
+
+    assert run(main()) < 1.0

@@ -10,8 +10,8 @@ of the same parameters. One thread runs the engine's calls, one after another.
 Right after a batch, its clients are sending their next requests: starting the next batch with
 the first to arrive would make it a batch of one, and the rest would wait through it (and so on,
 a small batch and a large one by turns). So when a batch ends with N rows in flight (its own, and
-those that queued while it ran), the next one waits up to `wait` for N rows (at most `max_rows`)
-to be queued. After a lone client's batch (N = 1) nothing waits.
+those that queued while it ran) from more than one request, the next one waits up to `wait` for N
+rows (at most `max_rows`) to be queued. After a lone client's request nothing waits.
 
 When a batch of several requests fails, each request is run again on its own, so a bad input
 fails its own request and no other.
@@ -55,6 +55,11 @@ class Batcher:
         #: (rows, requests) of each batch run, for tests and figures; the last 1000
         self.batches: collections.deque[tuple[int, int]] = collections.deque(maxlen=1000)
 
+    async def in_thread(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)` in the batcher's thread, between batches: for what shares the engine's
+        state with them (a tokenizer is not safe to use from two threads at once)."""
+        return await asyncio.get_running_loop().run_in_executor(self.thread, _guarded, call, *args)
+
     async def submit(self, rows: Sequence[Any], params: Hashable = ()) -> list[Any]:
         """The outputs of `rows`, in their order."""
         if not rows:
@@ -72,12 +77,13 @@ class Batcher:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        active = 0  # rows in flight as the last batch ended: it, and what queued meanwhile
+        active = 0  # rows in flight as the last batch ended: its own, and what queued meanwhile
+        clients = 0  # and the requests they came in
         try:
             while True:
                 self._forget_dead()
                 want = min(self.max_rows, active)
-                if want > 1 and self.wait > 0 and self._queued_rows() < want:
+                if clients > 1 and self.wait > 0 and self._queued_rows() < want:
                     await self._gather(want, loop.time() + self.wait)
                     self._forget_dead()
                 if not self.queue:
@@ -86,6 +92,7 @@ class Batcher:
                 if batch:
                     await self._run(loop, batch)
                 active = sum(end - start for _, start, end in batch) + self._queued_rows()
+                clients = len(batch) + sum(1 for r in self.queue if r.live and r.taken < len(r.rows))
         finally:
             self.draining = False
             if self.queue:  # came while the last batch ended: a new drain serves them
@@ -130,7 +137,7 @@ class Batcher:
         params = batch[0][0].params
         self.batches.append((len(rows), len(batch)))
         try:
-            outputs = await loop.run_in_executor(self.thread, self.run, rows, params)
+            outputs = await loop.run_in_executor(self.thread, _guarded, self.run, rows, params)
             if len(outputs) != len(rows):
                 raise RuntimeError(f"the engine returned {len(outputs)} outputs for {len(rows)} rows")
         except Exception as exc:
@@ -147,6 +154,19 @@ class Batcher:
             request.done += end - start
             if request.done == len(request.rows) and request.live:
                 request.future.set_result(request.outputs)
+
+
+def _guarded(call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)`, with what must not cross into asyncio's futures (StopIteration cannot be set
+    on one; SystemExit from model code must not end the worker) turned into an ordinary error."""
+    try:
+        return call(*args)
+    except (StopIteration, StopAsyncIteration) as exc:
+        raise RuntimeError(f"the engine raised {type(exc).__name__}") from exc
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise RuntimeError(f"the engine raised {type(exc).__name__}: {exc}") from exc
 
 
 def _fail(request: _Request, exc: BaseException) -> None:

@@ -104,11 +104,14 @@ class EmbeddingModelHandle(ModelHandle):
 
 
 class RerankModelHandle(ModelHandle):
-    def rerank(self, documents: list[str], query: str, top_n: int | None = None, return_documents: bool | None = None,
+    def rerank(self, documents: list[str], query: str, top_n: int | None = None,
+               max_chunks_per_doc: int | None = None, return_documents: bool | None = None,
                return_len: bool | None = None, **kwargs: Any) -> dict[str, Any]:
-        """`{"results": [{"index", "relevance_score", "document"}], "meta": {...}}`, best first."""
+        """`{"results": [{"index", "relevance_score", "document"}], "meta": {...}}`, best first; the
+        arguments in xinference-client's order."""
         body = {"model": self.model_uid, "documents": documents, "query": query, "top_n": top_n,
-                "return_documents": return_documents, "return_len": return_len, **kwargs}
+                "max_chunks_per_doc": max_chunks_per_doc, "return_documents": return_documents,
+                "return_len": return_len, **kwargs}
         return self.client._request("POST", "/v1/rerank", json=body, timeout=CALL_TIMEOUT)
 
 

@@ -140,7 +140,7 @@ class FlatRegistration(Registration):
         if cls.flat_format and isinstance(data, dict) and not data.get("model_specs"):
             if not any(data.get(k) for k in ("model_id", "model_uri", "model_src")):
                 raise ValueError("give model_specs, or the model's model_id or model_uri at the top level")
-            data = {"model_format": cls.flat_format, **data}
+            data = {**data, "model_format": data.get("model_format") or cls.flat_format}
         return data
 
     def specs(self) -> list[ModelSpec]:

@@ -12,7 +12,6 @@ truncation is off.
 from __future__ import annotations
 
 import array
-import asyncio
 import math
 import sys
 from dataclasses import dataclass
@@ -50,22 +49,22 @@ class Embeddings:
 def as_matrix(vectors: Any) -> Array:
     """An engine's vectors as a float32 matrix."""
     found = vectors if isinstance(vectors, Array) else as_array(vectors)
-    if found is None:
-        found = Array.from_rows([[float(x) for x in row] for row in vectors])
+    if found is None or (found.dtype != "<f4" and len(found.shape) == 2):  # lists, or an Array of another type
+        found = Array.from_rows([[float(x) for x in row] for row in (found.tolist() if found is not None else vectors)])
     if found.dtype != "<f4" or len(found.shape) != 2:
         raise ModelError(f"embed_batch returned an array of {found.dtype} and shape {found.shape}, "
                          "not a float matrix of one row per input")
     return found
 
 
-def _shortened(row: bytes, dimensions: int) -> bytes:
-    """The leading `dimensions` of a float32 row, scaled back to length 1."""
+def _shortened(row: bytes, dimensions: int, normalize: bool) -> bytes:
+    """The leading `dimensions` of a float32 row, scaled back to length 1 if `normalize`."""
     values = array.array("f")
     values.frombytes(row)
     if sys.byteorder == "big":
         values.byteswap()
     values = values[:dimensions]
-    norm = math.sqrt(sum(x * x for x in values)) or 1.0
+    norm = (math.sqrt(sum(x * x for x in values)) or 1.0) if normalize else 1.0
     out = array.array("f", (x / norm for x in values))
     if sys.byteorder == "big":
         out.byteswap()
@@ -79,6 +78,11 @@ class EmbeddingEngine(BatchingEngine):
     truncate: bool = True
     #: The model's own vector length, where the engine knows it at load.
     dimensions: int | None = None
+    #: The most tokens of an input the model reads, where the engine knows it at load (else the
+    #: registration's `max_tokens`).
+    max_tokens: int | None = None
+    #: Whether the engine's vectors are unit length: vectors shortened to `dimensions` are then too.
+    normalized: bool = True
 
     registration: EmbeddingRegistration
 
@@ -90,9 +94,9 @@ class EmbeddingEngine(BatchingEngine):
         self._check_dimensions(dimensions)
         if truncate is not None and not isinstance(truncate, bool):
             raise InvalidRequest(f"truncate must be true or false, got {truncate!r}.")
-        limit = self.registration.max_tokens
+        limit = self.max_tokens or self.registration.max_tokens
         if limit and not (self.truncate if truncate is None else truncate):
-            counts = await asyncio.get_running_loop().run_in_executor(None, self.count_tokens, texts)
+            counts = await self.batcher().in_thread(self.count_tokens, texts)
             for i, count in enumerate(counts):
                 if count > limit:
                     raise InvalidRequest(f"input[{i}] is {count} tokens long; this model reads at most {limit}. "
@@ -103,7 +107,7 @@ class EmbeddingEngine(BatchingEngine):
             raise ModelError(f"{type(self).__name__}.embed_batch returned vectors of different lengths")
         vectors = b"".join(vector for vector, _ in rows)
         if dimensions is not None and dimensions < width:
-            vectors = b"".join(_shortened(vector, dimensions) for vector, _ in rows)
+            vectors = b"".join(_shortened(vector, dimensions, self.normalized) for vector, _ in rows)
             width = dimensions
         elif dimensions is not None and dimensions > width:
             raise InvalidRequest(f"dimensions {dimensions} is more than this model's {width}.")
@@ -139,6 +143,8 @@ class EmbeddingEngine(BatchingEngine):
         if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
             raise InvalidRequest(f"dimensions must be a positive whole number, got {dimensions!r}.")
         full = self.dimensions or self.registration.dimensions
+        if full and dimensions > full:
+            raise InvalidRequest(f"dimensions {dimensions} is more than this model's {full}.")
         if dimensions != full and not self.registration.matryoshka:
             size = f"This model's vectors have {full} dimensions, and it" if full else "This model"
             raise InvalidRequest(f"{size} was not trained for shorter vectors (register it with matryoshka: true if "

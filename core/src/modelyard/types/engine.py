@@ -90,18 +90,21 @@ class BatchingEngine(EngineBase):
         """One output per row: the engine call for one batch, in the batch thread."""
         raise NotImplementedError
 
-    async def gathered(self, rows: Sequence[Any], params: Mapping[str, Any]) -> list[Any]:
-        """The outputs of `rows`, computed in batches with other requests' rows of the same params."""
+    def batcher(self) -> Batcher:
         if self._batcher is None:
             self._batcher = Batcher(lambda batch, key: self.run_rows(batch, dict(key)), max_rows=self.batch_size,
                                     wait=self.batch_wait_ms / 1000, name=f"batch-{self.model_uid}",
                                     initializer=self.set_up_batch_thread)
+        return self._batcher
+
+    async def gathered(self, rows: Sequence[Any], params: Mapping[str, Any]) -> list[Any]:
+        """The outputs of `rows`, computed in batches with other requests' rows of the same params."""
         try:
             key = tuple(sorted(params.items()))
             hash(key)
         except TypeError:
             raise InvalidRequest("Request parameters must be plain values (strings, numbers, booleans).") from None
-        return await self._batcher.submit(rows, key)
+        return await self.batcher().submit(rows, key)
 
 
 def check_texts(value: Any, what: str, *, allow_one: bool = True) -> list[str]:

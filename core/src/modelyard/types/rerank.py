@@ -8,6 +8,7 @@ first, applies `top_n` and `return_documents`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,9 @@ class Reranked:
 class RerankEngine(BatchingEngine):
     async def rerank(self, documents: list[str], query: str, top_n: int | None = None,
                      return_documents: bool = False, **params: Any) -> Reranked:
+        if isinstance(documents, list):  # Cohere's and Jina's clients may send {"text": ...} objects
+            documents = [d["text"] if isinstance(d, dict) and isinstance(d.get("text"), str) else d
+                         for d in documents]
         documents = check_texts(documents, "documents", allow_one=False)
         if not isinstance(query, str) or not query:
             raise InvalidRequest("query must be a non-empty string.")
@@ -64,17 +68,21 @@ class RerankEngine(BatchingEngine):
         found = self.score_pairs(rows, **params)
         if len(found.scores) != len(rows):
             raise ModelError(f"{type(self).__name__} returned {len(found.scores)} scores for {len(rows)} documents")
+        scores = [float(score) for score in found.scores]
+        if not all(math.isfinite(score) for score in scores):
+            raise ModelError(f"{type(self).__name__} returned scores that are not finite numbers (NaN or infinity)")
         tokens = found.row_tokens
         if tokens is None or len(tokens) != len(rows):  # shared out evenly: exact for one request alone
             tokens = [found.prompt_tokens // len(rows)] * len(rows)
             tokens[-1] += found.prompt_tokens - sum(tokens)
-        return [(float(score), int(n)) for score, n in zip(found.scores, tokens, strict=True)]
+        return [(score, int(n)) for score, n in zip(scores, tokens, strict=True)]
 
     # -- what an engine implements: score_pairs, or score ----------------------------------
 
     def score_pairs(self, pairs: list[tuple[str, str]], **params: Any) -> Scores:
         """One score per (query, document) pair; by default, `score` once per query."""
         scores: list[float] = [0.0] * len(pairs)
+        row_tokens: list[int] | None = [0] * len(pairs)
         tokens = 0
         by_query: dict[str, list[int]] = {}
         for i, (query, _document) in enumerate(pairs):
@@ -87,7 +95,12 @@ class RerankEngine(BatchingEngine):
             for i, score in zip(indexes, found.scores, strict=True):
                 scores[i] = score
             tokens += found.prompt_tokens
-        return Scores(scores, tokens)
+            if row_tokens is not None and found.row_tokens is not None and len(found.row_tokens) == len(indexes):
+                for i, n in zip(indexes, found.row_tokens, strict=True):
+                    row_tokens[i] = n
+            else:
+                row_tokens = None
+        return Scores(scores, tokens, row_tokens)
 
     def score(self, query: str, documents: list[str], **params: Any) -> Scores:
         raise NotImplementedError(f"{type(self).__name__} implements neither score_pairs() nor score()")

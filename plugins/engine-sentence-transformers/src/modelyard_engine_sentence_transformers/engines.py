@@ -67,9 +67,8 @@ class SentenceTransformerEmbedding(_TorchSettings, EmbeddingEngine):
         limit = self.registration.max_tokens
         if limit and (self.model.max_seq_length is None or limit < self.model.max_seq_length):
             self.model.max_seq_length = limit
-        self.max_length = self.model.max_seq_length
-        if not self.registration.max_tokens:
-            self.registration.max_tokens = self.max_length
+        self.max_length = self.max_tokens = self.model.max_seq_length  # what it reads, whatever was registered
+        self.normalized = self.normalize
         # renamed in sentence-transformers 6; the requirement allows 3 up
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimensions = dimension()

@@ -19,4 +19,5 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
     return await model_response(
         request, body.model, "rerank", [body.documents, body.query],
         {"top_n": body.top_n, "return_documents": documents, **body.engine_params()}, model_type="rerank",
-        shape=lambda result: json.dumps(reranked(result, documents, lengths), ensure_ascii=False).encode())
+        shape=lambda result: json.dumps(reranked(result, documents, lengths), ensure_ascii=False,
+                                          allow_nan=False).encode())
