@@ -21,10 +21,8 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,24 +34,11 @@ sys.path.insert(0, str(BENCH.parent / "tests" / "fixtures" / "embedding"))
 import httpx  # noqa: E402
 import tiny_st  # noqa: E402
 from request_path import PY, free_port, start  # noqa: E402
+from rounds import calls_per_second, interleaved, ratio, served_rps  # noqa: E402
 
 SENTENCE = "A cat sits quietly on the warm mat by the kitchen window."
 QUERY = "where does the cat sit"
 DOCUMENTS = ["the cat sits on the mat", "stock markets fell today", "a dog runs in the park", "rain in the city"]
-
-
-def load(port: int, path: str, body: dict, concurrency: int, seconds: float) -> dict:
-    out = subprocess.run([PY, str(BENCH / "loadgen.py"), "127.0.0.1", str(port), path, json.dumps(body),
-                          str(concurrency), str(seconds)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
-def calls_per_second(call, seconds: float) -> float:
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        call()
-        count += 1
-    return count / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -100,26 +85,16 @@ def main() -> None:
         rerank_body = {"model": "tiny-ce", "query": QUERY, "documents": DOCUMENTS}
         setups = {
             "in_process_encode": lambda: calls_per_second(encode_one, args.seconds),
-            "server_embed_c1": lambda: load(port, "/v1/embeddings", embed_body, 1, args.seconds)["rps"],
-            "server_embed_c16": lambda: load(port, "/v1/embeddings", embed_body, 16, args.seconds)["rps"],
+            "server_embed_c1": lambda: served_rps(port, "/v1/embeddings", embed_body, 1, args.seconds),
+            "server_embed_c16": lambda: served_rps(port, "/v1/embeddings", embed_body, 16, args.seconds),
             "in_process_predict": lambda: calls_per_second(predict_one, args.seconds),
-            "server_rerank_c16": lambda: load(port, "/v1/rerank", rerank_body, 16, args.seconds)["rps"],
+            "server_rerank_c16": lambda: served_rps(port, "/v1/rerank", rerank_body, 16, args.seconds),
         }
-        for setup in setups.values():  # warm up
-            setup()
-        rates: dict[str, list[float]] = {name: [] for name in setups}
-        names = list(setups)
-        for round_no in range(args.rounds):
-            shift = round_no % len(names)
-            for name in names[shift:] + names[:shift]:  # no setup always goes first
-                rates[name].append(setups[name]())
+        rates = interleaved(setups, args.rounds)
         report: dict = {name: round(statistics.median(values), 1) for name, values in rates.items()}
-        for server_name, baseline in (("server_embed_c1", "in_process_encode"),
-                                      ("server_embed_c16", "in_process_encode"),
-                                      ("server_rerank_c16", "in_process_predict")):
-            ratios = [s / b for s, b in zip(rates[server_name], rates[baseline], strict=True)]
-            report[f"ratio_{server_name}"] = round(statistics.median(ratios), 3)
-            report[f"ratio_{server_name}_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        for served, baseline in (("server_embed_c1", "in_process_encode"), ("server_embed_c16", "in_process_encode"),
+                                 ("server_rerank_c16", "in_process_predict")):
+            report.update(ratio(rates, served, baseline))
         report.update(rounds=args.rounds, seconds=args.seconds, batch_wait_ms=args.batch_wait_ms,
                       torch_threads=args.threads)
         print(json.dumps(report, indent=2))

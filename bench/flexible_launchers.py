@@ -18,10 +18,8 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,16 +32,10 @@ sys.path.insert(0, str(BENCH.parent / "tests" / "fixtures" / "embedding"))
 import httpx  # noqa: E402
 import tiny_st  # noqa: E402
 from request_path import PY, free_port, start  # noqa: E402
+from rounds import calls_per_second, interleaved, ratio, served_rps  # noqa: E402
 
 SENTENCE = "one day I will see the world"
 LABELS = ["travel", "cooking", "dancing"]
-
-
-def load(port: int, body: dict, concurrency: int, seconds: float) -> dict:
-    out = subprocess.run([PY, str(BENCH / "loadgen.py"), "127.0.0.1", str(port), "/v1/flexible/infers",
-                          json.dumps(body), str(concurrency), str(seconds)], capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout)
 
 
 def main() -> None:
@@ -61,11 +53,7 @@ def main() -> None:
     classify = pipeline("zero-shot-classification", model=model_dir, device="cpu")
 
     def in_process() -> float:
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < args.seconds:
-            classify(SENTENCE, candidate_labels=LABELS)
-            count += 1
-        return count / (time.perf_counter() - started)
+        return calls_per_second(lambda: classify(SENTENCE, candidate_labels=LABELS), args.seconds)
 
     port = free_port()
     server, _ = start([PY, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
@@ -79,22 +67,13 @@ def main() -> None:
         body = {"model": "zero-shot", "args": [SENTENCE], "candidate_labels": LABELS}
         setups = {
             "in_process": in_process,
-            "server_c1": lambda: load(port, body, 1, args.seconds)["rps"],
-            "server_c4": lambda: load(port, body, 4, args.seconds)["rps"],
+            "server_c1": lambda: served_rps(port, "/v1/flexible/infers", body, 1, args.seconds),
+            "server_c4": lambda: served_rps(port, "/v1/flexible/infers", body, 4, args.seconds),
         }
-        for setup in setups.values():  # warm up
-            setup()
-        rates: dict[str, list[float]] = {name: [] for name in setups}
-        names = list(setups)
-        for round_no in range(args.rounds):
-            shift = round_no % len(names)
-            for name in names[shift:] + names[:shift]:
-                rates[name].append(setups[name]())
+        rates = interleaved(setups, args.rounds)
         report: dict = {f"hf_zero_shot_{name}": round(statistics.median(v), 1) for name, v in rates.items()}
-        for name in ("server_c1", "server_c4"):
-            ratios = [s / b for s, b in zip(rates[name], rates["in_process"], strict=True)]
-            report[f"ratio_hf_zero_shot_{name}"] = round(statistics.median(ratios), 3)
-            report[f"ratio_hf_zero_shot_{name}_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        for served in ("server_c1", "server_c4"):
+            report.update({f"hf_zero_shot_{k}": v for k, v in ratio(rates, served, "in_process").items()})
         report.update(rounds=args.rounds, seconds=args.seconds)
         print(json.dumps(report, indent=2))
     finally:
