@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -31,10 +30,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests" / "fixtures" / "embedding"))
 
-import httpx  # noqa: E402
 import tiny_st  # noqa: E402
-from request_path import PY, free_port, start  # noqa: E402
-from rounds import calls_per_second, interleaved, ratio, served_rps  # noqa: E402
+from rounds import calls_per_second, interleaved, modelyard_server, ratio, served_rps  # noqa: E402
 
 SENTENCE = "A cat sits quietly on the warm mat by the kitchen window."
 QUERY = "where does the cat sit"
@@ -68,11 +65,7 @@ def main() -> None:
     def predict_one() -> None:
         cross.predict(pairs, show_progress_bar=False)
 
-    port = free_port()
-    env = {**os.environ, "MODELYARD_HOME": str(work / "home")}
-    server, _ = start([PY, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"], env, port)
-    try:
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    with modelyard_server(work / "home") as (port, http):
         for kind, name, path, extra in (("embedding", "minilm", minilm, {"dimensions": 384, "max_tokens": 256}),
                                         ("rerank", "tiny-ce", ce_dir, {"type": "normal", "max_tokens": 128})):
             spec = {"model_name": name, "language": ["en"], **extra,
@@ -98,9 +91,6 @@ def main() -> None:
         report.update(rounds=args.rounds, seconds=args.seconds, batch_wait_ms=args.batch_wait_ms,
                       torch_threads=args.threads)
         print(json.dumps(report, indent=2))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
 
 
 if __name__ == "__main__":

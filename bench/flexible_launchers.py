@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -29,10 +28,8 @@ os.environ["MODELYARD_TORCH_THREADS"] = "1"
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests" / "fixtures" / "embedding"))
 
-import httpx  # noqa: E402
 import tiny_st  # noqa: E402
-from request_path import PY, free_port, start  # noqa: E402
-from rounds import calls_per_second, interleaved, ratio, served_rps  # noqa: E402
+from rounds import calls_per_second, interleaved, modelyard_server, ratio, served_rps  # noqa: E402
 
 SENTENCE = "one day I will see the world"
 LABELS = ["travel", "cooking", "dancing"]
@@ -55,11 +52,7 @@ def main() -> None:
     def in_process() -> float:
         return calls_per_second(lambda: classify(SENTENCE, candidate_labels=LABELS), args.seconds)
 
-    port = free_port()
-    server, _ = start([PY, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
-                      {**os.environ, "MODELYARD_HOME": str(work / "home")}, port)
-    try:
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    with modelyard_server(work / "home") as (port, http):
         spec = {"model_name": "zero-shot", "model_uri": model_dir, "launcher_args": json.dumps(
             {"task": "zero-shot-classification"}), "launcher": "xinference.model.flexible.launchers.transformers"}
         http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec)}).raise_for_status()
@@ -76,9 +69,6 @@ def main() -> None:
             report.update({f"hf_zero_shot_{k}": v for k, v in ratio(rates, served, "in_process").items()})
         report.update(rounds=args.rounds, seconds=args.seconds)
         print(json.dumps(report, indent=2))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
 
 
 if __name__ == "__main__":

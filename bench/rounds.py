@@ -4,15 +4,34 @@ and ratios as the medians of the rounds' own ratios."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+from request_path import free_port, start
+
 BENCH = Path(__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def modelyard_server(home: Path) -> Iterator[tuple[int, httpx.Client]]:
+    """A `modelyard serve` of this tree with its own home: its port and a client; stopped after."""
+    port = free_port()
+    server, _ = start([sys.executable, "-m", "modelyard", "serve", "--port", str(port), "--log-level", "warning"],
+                      {**os.environ, "MODELYARD_HOME": str(home)}, port)
+    try:
+        yield port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
 
 
 def interleaved(setups: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:

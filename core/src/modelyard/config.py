@@ -12,6 +12,20 @@ DEFAULT_ENDPOINT = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 SECRET_VARIABLES = frozenset({"MODELYARD_ADMIN_KEY", "MODELYARD_API_KEY"})
 
 
+def torch_threads(given: object = None) -> int | None:
+    """The threads torch uses for a model: its launch option `torch_threads` (`given`), else
+    `MODELYARD_TORCH_THREADS`; None leaves torch's default."""
+    value = given or os.environ.get("MODELYARD_TORCH_THREADS")
+    return int(value) if value else None  # type: ignore[arg-type]
+
+
+def omp_threads_from_env() -> None:
+    """Call before torch loads: OpenMP reads its thread count per thread, from the environment,
+    when torch loads, so `MODELYARD_TORCH_THREADS` becomes the count every thread sees."""
+    if os.environ.get("MODELYARD_TORCH_THREADS"):
+        os.environ.setdefault("OMP_NUM_THREADS", os.environ["MODELYARD_TORCH_THREADS"])
+
+
 def home() -> Path:
     """`MODELYARD_HOME`, default `~/.modelyard`: database, logs, virtualenvs, model cache."""
     return Path(os.environ.get("MODELYARD_HOME") or Path.home() / ".modelyard").expanduser()

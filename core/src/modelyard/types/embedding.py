@@ -105,12 +105,13 @@ class EmbeddingEngine(BatchingEngine):
         width = len(rows[0][0]) // 4
         if any(len(vector) != width * 4 for vector, _ in rows):
             raise ModelError(f"{type(self).__name__}.embed_batch returned vectors of different lengths")
-        vectors = b"".join(vector for vector, _ in rows)
+        if dimensions is not None and dimensions > width:
+            raise InvalidRequest(f"dimensions {dimensions} is more than this model's {width}.")
         if dimensions is not None and dimensions < width:
             vectors = b"".join(_shortened(vector, dimensions, self.normalized) for vector, _ in rows)
             width = dimensions
-        elif dimensions is not None and dimensions > width:
-            raise InvalidRequest(f"dimensions {dimensions} is more than this model's {width}.")
+        else:
+            vectors = b"".join(vector for vector, _ in rows)
         return Embeddings(Array("<f4", (len(texts), width), vectors), sum(tokens for _, tokens in rows))
 
     def texts_of(self, value: Any) -> list[str]:

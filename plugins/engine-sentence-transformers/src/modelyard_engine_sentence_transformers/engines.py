@@ -8,9 +8,9 @@ batching concurrent requests, shortening vectors and ranking are core's (`Embedd
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from modelyard import config
 from modelyard.errors import InvalidRequest
 from modelyard.types.embedding import EmbeddingEngine, Embeddings
 from modelyard.types.rerank import RerankEngine, Scores
@@ -35,8 +35,7 @@ class _TorchSettings:
     kwargs: dict[str, Any]
 
     def _torch_setup(self) -> dict[str, Any]:
-        threads = self.kwargs.pop("torch_threads", None) or os.environ.get("MODELYARD_TORCH_THREADS")
-        self.threads = int(threads) if threads else None
+        self.threads = config.torch_threads(self.kwargs.pop("torch_threads", None))
         self.set_up_batch_thread()
         options = {k: self.kwargs.pop(k) for k in ("device", "trust_remote_code", "revision") if k in self.kwargs}
         if "trust_remote_code" in options:

@@ -8,14 +8,13 @@ core's `GeneratingThread`, one request after another; tokens come back through i
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-if os.environ.get("MODELYARD_TORCH_THREADS"):
-    # OpenMP reads its thread count per thread, from the environment, when torch loads
-    os.environ.setdefault("OMP_NUM_THREADS", os.environ["MODELYARD_TORCH_THREADS"])
+from modelyard import config
+
+config.omp_threads_from_env()
 
 import torch  # noqa: E402
 from transformers import (  # noqa: E402
@@ -27,7 +26,6 @@ from transformers import (  # noqa: E402
 )
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
-from modelyard import config  # noqa: E402
 from modelyard.errors import InvalidRequest  # noqa: E402
 from modelyard.llm import chat_template  # noqa: E402
 from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
@@ -84,8 +82,7 @@ class TransformersLLM(LLMEngine):
     }
 
     def load(self) -> None:
-        threads = self.kwargs.pop("torch_threads", None) or os.environ.get("MODELYARD_TORCH_THREADS")
-        self.threads = int(threads) if threads else None
+        self.threads = config.torch_threads(self.kwargs.pop("torch_threads", None))
         if self.threads:
             torch.set_num_threads(self.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)

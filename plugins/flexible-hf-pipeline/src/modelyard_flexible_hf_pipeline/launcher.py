@@ -13,15 +13,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-if os.environ.get("MODELYARD_TORCH_THREADS"):
-    # OpenMP reads its thread count per thread, from the environment, when torch loads: the calls
-    # run on the worker's pool threads, so the environment is the one setting all of them see
-    os.environ.setdefault("OMP_NUM_THREADS", os.environ["MODELYARD_TORCH_THREADS"])
+from modelyard import config
+from modelyard.arrays import as_array
+from modelyard.errors import InvalidRequest
+from modelyard.flexible import FlexibleModel
+from modelyard.media import png_base64, read_bytes, read_image
 
-from modelyard.arrays import as_array  # noqa: E402
-from modelyard.errors import InvalidRequest  # noqa: E402
-from modelyard.flexible import FlexibleModel  # noqa: E402
-from modelyard.media import png_base64, read_bytes, read_image  # noqa: E402
+# the calls run on the worker's pool threads: the environment is the one setting all of them see
+config.omp_threads_from_env()
 
 IMAGE_TASKS = frozenset({
     "image-classification", "zero-shot-image-classification", "object-detection", "zero-shot-object-detection",
@@ -67,9 +66,9 @@ class PipelineModel(FlexibleModel):
         import torch
         from transformers import pipeline
 
-        threads = options.pop("torch_threads", None) or os.environ.get("MODELYARD_TORCH_THREADS")
+        threads = config.torch_threads(options.pop("torch_threads", None))
         if threads:
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(threads)
         try:
             self.pipeline = pipeline(task=task, model=os.path.expanduser(path), device=self.device, **options)
         except KeyError as exc:  # an unknown task: transformers lists the known ones
