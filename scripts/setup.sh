@@ -16,4 +16,4 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install --quiet --upgrade pip
 pip install --quiet "$TORCH_SPEC"
 pip install --quiet -e core -e server -e plugins/engine-transformers -e plugins/engine-sentence-transformers \
-    -e plugins/flexible-hf-pipeline -e "$root"
+    -e plugins/flexible-hf-pipeline -e plugins/flexible-modelscope -e plugins/flexible-yolo -e "$root"

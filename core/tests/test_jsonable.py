@@ -48,3 +48,14 @@ def test_nan_is_refused_rather_than_sent_as_invalid_json():
         dumps({"x": float("nan")})
     with pytest.raises(NotJSONable):
         dumps(np.array([np.inf]))
+
+
+def test_a_pil_image_becomes_base64_png():
+    import base64
+    import io
+
+    from PIL import Image
+
+    encoded = json.loads(dumps({"mask": Image.new("L", (3, 2), 7)}))["mask"]
+    back = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert back.format == "PNG" and back.size == (3, 2) and back.getpixel((0, 0)) == 7

@@ -179,6 +179,16 @@ def test_a_broken_plugin_answers_its_own_error(plugins):
         plugins.launcher("nothing")
 
 
+def test_xinferences_launcher_names_are_names_and_a_missing_one_says_what_to_install():
+    bare = Plugins(autoload=False)
+    bare.register(AliasingPlugin(), "aliasing")
+    assert not bare.names_import_path("xinference.model.flexible.launchers.yolo")
+    assert bare.names_import_path("my_package.launchers.yolo")
+    with pytest.raises(NotFound, match=r"'xinference.model.flexible.launchers.yolo' is registered \(installed: pipe\).*"
+                                       r"pip install ./plugins/flexible-yolo"):
+        bare.launcher("xinference.model.flexible.launchers.yolo")
+
+
 def test_import_object_accepts_both_path_styles():
     assert import_object("os.path:join") is import_object("os.path.join")
     assert import_object("json:decoder.JSONDecoder").__name__ == "JSONDecoder"

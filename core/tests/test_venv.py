@@ -82,6 +82,23 @@ def test_pip_config_files_and_environment(tmp_path, monkeypatch):
     assert config.find_links == ["/env/one", "/env/two"] and config.index_url == "https://env.invalid/simple"
 
 
+def test_pip_constraint_files_cap_the_models_envs(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("PIP_"):
+            monkeypatch.delenv(key)
+    caps = tmp_path / "constraints.txt"
+    caps.write_text("# what lies on this disk\ndemo-torch<=2.1  # the CPU build\n\n-c other.txt\ndemo-vision<=0.2\n")
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\nconstraint = {caps}\n")
+    monkeypatch.setattr(pipconfig, "config_files", lambda: [conf])
+    assert pipconfig.read().constraints == ["demo-torch<=2.1", "demo-vision<=0.2"]
+    inherited = venv.plan(VirtualEnvSettings(packages=["demo-pkg==1.0"], inherit_pip_config=True))
+    assert inherited.constraints == ("demo-torch<=2.1", "demo-vision<=0.2")
+    assert venv.plan(settings(["demo-pkg==1.0"])).constraints == ()
+    monkeypatch.setenv("PIP_CONSTRAINT", str(tmp_path / "missing.txt"))
+    assert pipconfig.read().constraints == []  # pip would fail on it; the env is not capped by it
+
+
 def test_pip_config_file_list_follows_pip(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_DIRS", "/a:/b")

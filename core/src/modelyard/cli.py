@@ -161,15 +161,25 @@ def unregister(client, model_type: str, model_name: str) -> None:
 @click.option("--model-format", "-f", default=None, help="Select the spec's format (pytorch, ggufv2, ...).")
 @click.option("--quantization", "-q", default=None, help="Select the spec's quantization.")
 @click.option("--download-hub", default=None, help="Select the spec's hub (huggingface, modelscope).")
+# Xinference's env flags
+@click.option("--virtual-env-package", "-vp", "virtual_env_packages", multiple=True,
+              help="Add or replace a package of the model's virtualenv (repeat for several).")
+@click.option("--enable-virtual-env/--disable-virtual-env", "enable_virtual_env", default=None,
+              help="Turn the registration's virtualenv on or off for this launch.")
 @client_command
 def launch(client, model_name: str, model_type: str, model_uid: str | None,
-           model_engine: str | None, model_path: str | None, **selectors: str | None) -> None:
+           model_engine: str | None, model_path: str | None, virtual_env_packages: tuple[str, ...],
+           enable_virtual_env: bool | None, **selectors: str | None) -> None:
     """Launch a model. Extra `--key value` options go to its launcher or engine (values parsed as JSON).
 
     Shows the launch's progress (creating its env, installing, loading) until it is ready or failed.
     """
     extra = {**parse_options(click.get_current_context().args),
              **{k: v for k, v in selectors.items() if v is not None}}
+    if virtual_env_packages:
+        extra["virtual_env_packages"] = list(virtual_env_packages)
+    if enable_virtual_env is not None:
+        extra["enable_virtual_env"] = enable_virtual_env
     uid = client.launch_model(model_name, model_type=model_type, model_uid=model_uid,
                               model_engine=model_engine, model_path=model_path, wait_ready=False, **extra)
     show = ProgressLine()

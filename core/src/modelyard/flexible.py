@@ -18,7 +18,10 @@ A launcher written for Xinference ports by changing one import:
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from modelyard.errors import InvalidRequest
 
 
 class FlexibleModel:
@@ -33,6 +36,18 @@ class FlexibleModel:
         self.config = dict(config or {})
         self.device = kwargs.pop("device", None)
         self.kwargs = kwargs
+
+    def local_model_path(self, hub_ids: bool = True) -> str:
+        """`model_uri` as a path on this machine: a 400 that says so when there is none, or when a
+        path does not exist. With `hub_ids`, a name that is not a path (a hub id) is given back as is."""
+        path = (self.model_path or "").removeprefix("file://")
+        if not path:
+            raise InvalidRequest("This flexible model has no model_uri: give the path of the model's files.")
+        looks_like_path = path.startswith(("/", "~", ".")) or not hub_ids
+        expanded = os.path.expanduser(path)
+        if looks_like_path and not os.path.exists(expanded):
+            raise InvalidRequest(f"model_uri {path!r} does not exist on this machine.")
+        return expanded
 
     def load(self) -> None:
         """Load weights or other state; called once in the worker before the model is READY."""

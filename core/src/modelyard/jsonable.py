@@ -25,6 +25,10 @@ def _convert(obj: Any) -> Any:
     if module == "numpy" or module.startswith("numpy."):
         if hasattr(obj, "tolist"):
             return obj.tolist()  # arrays and numpy scalars alike
+    if module.startswith("PIL.") and hasattr(obj, "save"):  # a PIL image: as base64 PNG
+        from modelyard.media import png_base64
+
+        return png_base64(obj)
     if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
         return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -43,7 +47,7 @@ def _convert(obj: Any) -> Any:
         return obj.tolist()
     raise NotJSONable(
         f"a value of type {type(obj).__module__}.{type(obj).__qualname__} cannot be converted to JSON; "
-        "return dicts, lists, strings, numbers, or numpy, pydantic or dataclass values")
+        "return dicts, lists, strings, numbers, or numpy, torch, PIL, pydantic or dataclass values")
 
 
 def dumps(obj: Any) -> bytes:

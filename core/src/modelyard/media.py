@@ -67,7 +67,9 @@ def read_image(value: Any, what: str = "image") -> Any:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    # ImportError: an opener some library registered for other formats lacks its module (ultralytics'
+    # HEIF opener without pi_heif)
+    except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
         raise InvalidRequest(f"{what} is not an image this server can read ({type(exc).__name__}).") from None
     return image
 

@@ -4,7 +4,8 @@ Files in pip's order (later ones override earlier ones): the global files (each 
 XDG_CONFIG_DIRS, then /etc/pip.conf), the user files (~/.pip/pip.conf, then the XDG config home),
 the site file (sys.prefix/pip.conf), then PIP_CONFIG_FILE; within a file, [install] overrides
 [global]. PIP_* environment variables override every file. A value may hold several URLs
-separated by white space.
+separated by white space. `constraint` files are read for their pins: a machine that caps a package
+for pip (a torch build that lies on its disk, say) caps it for the models' envs too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KEYS = ("index-url", "extra-index-url", "find-links", "trusted-host")
+KEYS = ("index-url", "extra-index-url", "find-links", "trusted-host", "constraint")
 
 
 @dataclass
@@ -24,6 +25,7 @@ class PipConfig:
     extra_index_urls: list[str] = field(default_factory=list)
     find_links: list[str] = field(default_factory=list)
     trusted_hosts: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)  # the pins of pip's constraint files
 
 
 def config_files() -> list[Path]:
@@ -65,4 +67,15 @@ def read() -> PipConfig:
         extra_index_urls=values.get("extra-index-url", "").split(),
         find_links=values.get("find-links", "").split(),
         trusted_hosts=values.get("trusted-host", "").split(),
+        constraints=[pin for path in values.get("constraint", "").split() for pin in constraint_pins(path)],
     )
+
+
+def constraint_pins(path: str) -> list[str]:
+    """The requirement lines of a pip constraint file; an unreadable file pins nothing (pip would fail)."""
+    try:
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    pins = [line.split(" #", 1)[0].strip() for line in lines]
+    return [pin for pin in pins if pin and not pin.startswith(("#", "-"))]

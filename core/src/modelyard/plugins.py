@@ -369,8 +369,10 @@ class Plugins:
 
     def names_import_path(self, launcher: str) -> bool:
         """Whether a registration's `launcher` is an import path to import, rather than a launcher
-        name: a registered name (or alias) wins even if it has a dot."""
-        return launcher not in self.launchers and is_import_path(launcher)
+        name: a registered name (or alias) wins even if it has a dot, and Xinference's own launcher
+        module names are names (Xinference is not installed here to import them from)."""
+        return (launcher not in self.launchers and is_import_path(launcher)
+                and not launcher.startswith(XINFERENCE_LAUNCHERS))
 
     def launcher(self, name: str) -> FlexibleLauncher:
         found = self.launchers.get(name)
@@ -379,13 +381,21 @@ class Plugins:
         record = self.broken(name)
         if record is not None:
             raise InvalidRequest(f"Flexible launcher {name!r} is unavailable: {record.load_failure()}")
-        known = ", ".join(sorted(self.launchers)) or "none"
-        raise NotFound(f"No flexible launcher named {name!r} is registered (registered: {known}); "
-                       "give a registered name or a dotted import path such as 'my_module.launcher'."
-                       + self.failures())
+        known = ", ".join(sorted({launcher.name for launcher in self.launchers.values()})) or "none"
+        folder = SUGGESTED_LAUNCHERS.get(name.removeprefix(XINFERENCE_LAUNCHERS))
+        hint = f" Install it from modelyard's repository with: pip install ./{folder}." if folder else ""
+        raise NotFound(f"No flexible launcher named {name!r} is registered (installed: {known}); "
+                       "give an installed launcher's name or a dotted import path such as 'my_module.launcher'."
+                       + hint + self.failures())
 
     def describe(self) -> list[dict[str, Any]]:
         return [record.as_dict() for record in self.records.values()]
+
+
+XINFERENCE_LAUNCHERS = "xinference.model.flexible.launchers."
+# the launchers this repository ships, by name, and their plugin folders
+SUGGESTED_LAUNCHERS = {"transformers": "plugins/flexible-hf-pipeline", "modelscope": "plugins/flexible-modelscope",
+                       "yolo": "plugins/flexible-yolo"}
 
 
 def _unknown_hooks(module: Any) -> list[str]:

@@ -115,6 +115,15 @@ def merge_packages(packages: Iterable[str], overrides: Iterable[str]) -> list[st
     return list(merged.values())
 
 
+def package_names(packages: Iterable[str]) -> list[str]:
+    """The distribution names of requirements and `#system_<pkg>#` markers, each once, in order."""
+    names: dict[str, None] = {}
+    for text in packages:
+        marker = SYSTEM_MARKER.match(text.strip())
+        names[canonicalize_name(marker.group(1) if marker else parse_requirement(text).name)] = None
+    return list(names)
+
+
 def satisfied(req: Requirement, paths: list[str] | None = None, extras: Iterable[str] = ("",), _depth: int = 0) -> bool:
     """Whether the distributions on `paths` meet `req`, read from their metadata only."""
     if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in extras):
@@ -194,7 +203,7 @@ def plan(settings: VirtualEnvSettings | None, *, enable: bool | None = None, ext
         python=f"{sys.implementation.name}-{sys.version.split()[0]}",
         base=tuple(base_site_dirs()),
         excluded=tuple(sorted(banned)),
-        constraints=tuple(constraints),
+        constraints=tuple(constraints) + tuple(inherited.constraints),
     )
 
 
@@ -376,7 +385,9 @@ class Virtualenvs:
 
     @staticmethod
     def _index_args(spec: EnvSpec) -> list[str]:
-        args: list[str] = []
+        # pip takes the best version any index offers; uv's default takes the first index that has the
+        # package at all, so a local mirror holding only transformers 5 would hide PyPI's 4.x
+        args: list[str] = ["--index-strategy", "unsafe-best-match"]
         if spec.index_url:
             args += ["--index-url", spec.index_url]
         for url in spec.extra_index_urls:

@@ -62,6 +62,8 @@ class ModelRecord:
     spec: ModelSpec | None = None
     launched_by: str | None = None  # the id of the API key that launched it
     methods: list[str] = field(default_factory=list)  # what the worker answers, once READY
+    # the versions the worker imports of the packages its runner and env name, once READY
+    packages: dict[str, str | None] = field(default_factory=dict)
     # every stage the launch went through, so a client polling slowly still sees each one
     history: list[dict[str, Any]] = field(
         default_factory=lambda: [{"stage": "queued", "progress": 0.0, "message": "", "at": time.time()}])
@@ -97,6 +99,7 @@ class ModelRecord:
             "stderr_tail": self.stderr_tail,
             "virtualenv": self.env_key,
             "launched_by": self.launched_by,
+            "packages": self.packages,
         }
         if isinstance(reg, FlexibleRegistration):
             described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
@@ -183,6 +186,9 @@ class Supervisor:
             "spec": runner.spec.model_dump(mode="json") if runner.spec is not None else None,
             "model_path": request.model_path,
             "kwargs": dict(request.model_extra or {}),  # every key the protocol does not name
+            "packages": venv.package_names([*runner.requirements, *(registration.virtualenv.packages
+                                                                   if registration.virtualenv else ()),
+                                            *(request.virtual_env_packages or ())]),
         }
         task = asyncio.get_running_loop().create_task(
             self._start(record, launch, request.envs or {}, env, timeout))
@@ -227,6 +233,7 @@ class Supervisor:
             self._fail(record, message)
             raise LaunchFailed(message) from None
         record.methods = list(info.get("abilities", []))
+        record.packages = dict(info.get("packages", {}))
         record.status = Status.READY
         record.note_progress("ready", 1.0, "ready")
         worker.exited.add_done_callback(lambda f: self._on_exit(record, f.result()))

@@ -33,6 +33,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def shared_venv_dir() -> str:
+    """Where a test's servers keep the models' envs (`MODELYARD_VENV_DIR`): `MODELYARD_TEST_VENV_DIR`,
+    else `~/.cache/modelyard/test-virtualenvs`. Envs that carry a torch of their own take a minute
+    and gigabytes to build: once per machine, not once per test run (their keys differ when what
+    they are built from differs, so a stale one is never used)."""
+    given = os.environ.get("MODELYARD_TEST_VENV_DIR")
+    path = Path(given).expanduser() if given else Path.home() / ".cache" / "modelyard" / "test-virtualenvs"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def planned_env_python(virtualenv: dict[str, Any] | None, launcher: str, extra_packages: tuple[str, ...] = (),
+                       venv_dir: str | None = None) -> Path:
+    """The python of the env the server plans for a flexible model with this `virtualenv` section,
+    `launcher` and launch-time `extra_packages` (under `venv_dir`, default `shared_venv_dir()`): to
+    run a fixture builder with a model's own libraries (ultralytics, say) once the server has built
+    its env. Planned here as the server plans it, so it exists only if both agree."""
+    from modelyard import venv
+    from modelyard.plugins import get_plugins
+    from modelyard.types import VirtualEnvSettings
+
+    settings = VirtualEnvSettings.model_validate(virtualenv) if virtualenv else None
+    requirements = get_plugins().launcher(launcher).requirements
+    spec = venv.plan(settings, extra_packages=extra_packages, requirements=requirements)
+    if spec is None:
+        return Path(sys.executable)  # the server's environment has everything
+    return Path(venv_dir or shared_venv_dir()) / spec.key / "bin" / "python"
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import importlib.metadata
 import inspect
 import math
 import os
@@ -80,7 +81,8 @@ class Worker:
                 self.signatures[name] = inspect.signature(method) if method is not None else None
             except (TypeError, ValueError):
                 self.signatures[name] = None
-        self.sender.send([p.READY, {"pid": os.getpid(), "abilities": self.loaded.abilities, **self.loaded.info}])
+        self.sender.send([p.READY, {"pid": os.getpid(), "abilities": self.loaded.abilities, **self.loaded.info,
+                                    "packages": versions(launch.get("packages", ()))}])
         return True
 
     def dispatch(self, message: list[Any]) -> None:
@@ -314,6 +316,17 @@ class _Credit:
             return False
         self.available -= 1
         return True
+
+
+def versions(names: Any) -> dict[str, str | None]:
+    """The version this process imports of each named distribution (its env's before the server's)."""
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 class _Clock:

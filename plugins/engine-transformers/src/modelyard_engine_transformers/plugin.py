@@ -21,6 +21,7 @@ def register_engines(register):
         model_types=("LLM",),
         formats=("pytorch",),
         impl="modelyard_engine_transformers.llm:TransformersLLM",
+        requirements=("transformers>=4.56", "torch"),  # into the model's env where the server lacks them
         match=match,
         priority=10,
     ))

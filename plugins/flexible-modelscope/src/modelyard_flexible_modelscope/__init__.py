@@ -1,0 +1,1 @@
+"""modelyard's flexible launcher for ModelScope pipelines."""
