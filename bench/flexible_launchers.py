@@ -14,7 +14,13 @@
 Served at concurrency 1 and 4 (bench/loadgen.py), one torch thread everywhere. The setups take
 turns in each round in a rotating order; the ratios are the medians of the rounds' ratios. Both
 launchers run one call at a time (neither library is thread-safe), so concurrency 4 measures
-queueing overhead, not parallelism. Figures, never pass/fail.
+queueing overhead, not parallelism.
+
+A served model waits between calls while each answer travels back and the next request arrives
+(about 1.2 ms for a trivial model: bench/request_path.py), and on this kind of machine a call that
+follows a pause runs slower than one in a tight loop. `in_process_paced` makes the same in-process
+calls with a pause of `--pause-ms` between them, so the ratio against it separates the server's own
+cost from that effect. Figures, never pass/fail.
 """
 
 from __future__ import annotations
@@ -57,8 +63,10 @@ def hf_zero_shot(work: Path, port: int, http, args) -> dict:
     http.post("/v1/model_registrations/flexible", json={"model": json.dumps(spec)}).raise_for_status()
     http.post("/v1/models", json={"model_name": "zero-shot", "model_type": "flexible"}).raise_for_status()
     body = {"model": "zero-shot", "args": [SENTENCE], "candidate_labels": LABELS}
-    return compare("hf_zero_shot", lambda: calls_per_second(lambda: classify(SENTENCE, candidate_labels=LABELS),
-                                                             args.seconds), port, body, args)
+    def in_process(pause: float) -> float:
+        return calls_per_second(lambda: classify(SENTENCE, candidate_labels=LABELS), args.seconds, pause)
+
+    return compare("hf_zero_shot", in_process, port, body, args)
 
 
 def yolo_detections(work: Path, port: int, http, args) -> dict:
@@ -87,8 +95,8 @@ def yolo_detections(work: Path, port: int, http, args) -> dict:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert baseline.stdout.readline().strip() == "ready"
 
-    def in_process() -> float:
-        baseline.stdin.write(f"{args.seconds}\n")
+    def in_process(pause: float) -> float:
+        baseline.stdin.write(f"{args.seconds} {pause}\n")
         baseline.stdin.flush()
         return float(baseline.stdout.readline())
 
@@ -102,7 +110,8 @@ def yolo_detections(work: Path, port: int, http, args) -> dict:
 
 def compare(name: str, in_process, port: int, body: dict, args) -> dict:
     setups = {
-        "in_process": in_process,
+        "in_process": lambda: in_process(0.0),
+        "in_process_paced": lambda: in_process(args.pause_ms / 1000),
         "server_c1": lambda: served_rps(port, "/v1/flexible/infers", body, 1, args.seconds),
         "server_c4": lambda: served_rps(port, "/v1/flexible/infers", body, 4, args.seconds),
     }
@@ -110,6 +119,7 @@ def compare(name: str, in_process, port: int, body: dict, args) -> dict:
     report: dict = {f"{name}_{setup}": round(statistics.median(v), 1) for setup, v in rates.items()}
     for served in ("server_c1", "server_c4"):
         report.update({f"{name}_{k}": v for k, v in ratio(rates, served, "in_process").items()})
+    report.update({f"{name}_{k}_vs_paced": v for k, v in ratio(rates, "server_c1", "in_process_paced").items()})
     return report
 
 
@@ -119,6 +129,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--only", choices=("hf", "yolo"), default=None)
     parser.add_argument("--imgsz", type=int, default=160, help="YOLO's input size, and the JPEG's width")
+    parser.add_argument("--pause-ms", type=float, default=1.2, help="the paced in-process baseline's pause")
     args = parser.parse_args()
 
     from modelyard.testing.server import shared_venv_dir
@@ -131,7 +142,7 @@ def main() -> None:
             report.update(hf_zero_shot(work, port, http, args))
         if args.only in (None, "yolo"):
             report.update(yolo_detections(work, port, http, args))
-    report.update(rounds=args.rounds, seconds=args.seconds, imgsz=args.imgsz)
+    report.update(rounds=args.rounds, seconds=args.seconds, imgsz=args.imgsz, pause_ms=args.pause_ms)
     print(json.dumps(report, indent=2))
 
 

@@ -54,12 +54,17 @@ def ratio(rates: dict[str, list[float]], served: str, baseline: str) -> dict[str
             f"ratio_{served}_range": [round(min(ratios), 3), round(max(ratios), 3)]}
 
 
-def calls_per_second(call: Callable[[], object], seconds: float) -> float:
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
+def calls_per_second(call: Callable[[], object], seconds: float, pause: float = 0.0) -> float:
+    """Calls per second of `call` in a loop; with `pause`, seconds slept after each call are not counted."""
+    count, paused, started = 0, 0.0, time.perf_counter()
+    while time.perf_counter() - started - paused < seconds:
         call()
         count += 1
-    return count / (time.perf_counter() - started)
+        if pause:
+            before = time.perf_counter()
+            time.sleep(pause)
+            paused += time.perf_counter() - before
+    return count / (time.perf_counter() - started - paused)
 
 
 def served_rps(port: int, path: str, body: dict, concurrency: int, seconds: float) -> float:

@@ -1,7 +1,8 @@
 """The in-process side of bench/flexible_launchers.py's YOLO half, run by the YOLO model's env python
 (the bench's own environment has no ultralytics, by design): loads the weights once, then for each
-line read (a number of seconds) prints how many calls per second it made in that time. A call is what
-a user would do in-process with the same JPEG: decode it, predict, take each result's summary().
+line read ("SECONDS PAUSE") prints how many calls per second it made in that time, sleeping PAUSE
+seconds after each call (not counted). A call is what a user would do in-process with the same
+JPEG: decode it, predict, take each result's summary().
 
     <env>/bin/python bench/yolo_in_process.py WEIGHTS JPEG IMGSZ
 """
@@ -10,11 +11,15 @@ import io
 import os
 import sys
 import tempfile
-import time
+from pathlib import Path
 
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "modelyard-yolo-config"))
 os.environ.setdefault("YOLO_VERBOSE", "0")
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rounds import calls_per_second  # noqa: E402
 
 
 def main() -> None:
@@ -34,11 +39,8 @@ def main() -> None:
     call()  # ultralytics sets itself up on the first predict
     print("ready", flush=True)
     for line in sys.stdin:
-        seconds, count, started = float(line), 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            call()
-            count += 1
-        print(count / (time.perf_counter() - started), flush=True)
+        seconds, pause = map(float, line.split())
+        print(calls_per_second(call, seconds, pause), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 from xinference_client import RESTfulClient
 
 from modelyard.client import Client
-from modelyard.testing.server import Server, shared_venv_dir
+from modelyard.testing.server import Server, planned_env_python, shared_venv_dir
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 sys.path[:0] = [str(FIXTURES / "embedding"), str(FIXTURES / "llm")]
@@ -82,9 +82,15 @@ def assert_zero_shot(answer):
 
 @pytest.fixture(scope="module")
 def launched(server, models):
-    register(server, documented(models["zero_shot"]))
+    registration = documented(models["zero_shot"])
+    register(server, registration)
+    built_before = planned_env_python(registration["virtualenv"], "modelscope").exists()
     response = launch(server, NAME)
     assert response.status_code == 200, response.text
+    with server.http() as http:
+        stages = [step["stage"] for step in http.get(f"/v1/models/{NAME}/progress").json()["history"]]
+    # the env's stages show as for any model, when this launch built it (a later run reuses it)
+    assert ("installing" in stages) is not built_before and stages[-1] == "ready", stages
     return NAME
 
 
