@@ -76,6 +76,19 @@ def test_the_documented_zero_shot_example_by_http_client_and_xinference_client(s
     assert handle.infer("one day I will see the world", candidate_labels=LABELS) == answer
 
 
+def test_the_documented_file_registered_and_launched_by_the_cli(server, models, tmp_path):
+    path = tmp_path / "roberta-large-mnli.json"
+    path.write_text(json.dumps(documented(models["zero_shot"], "roberta-by-cli")))
+    server.cli("register", "--model-type", "flexible", "--file", str(path))
+    server.cli("launch", "--model-name", "roberta-by-cli", "--model-type", "flexible")
+    # the documentation's curl body passes the labels positionally
+    out = json.loads(server.cli("infer", "-u", "roberta-by-cli", "one day I will see the world",
+                                json.dumps(LABELS)).stdout)
+    assert set(out) == {"sequence", "labels", "scores"} and sorted(out["labels"]) == sorted(LABELS)
+    assert abs(sum(out["scores"]) - 1) < 1e-4
+    server.cli("terminate", "-u", "roberta-by-cli")
+
+
 def test_registered_by_the_cli_and_a_second_task(server, models, tmp_path):
     path = tmp_path / "sentiment.json"
     path.write_text(json.dumps(documented(models["sentiment"], "tiny-sentiment", "text-classification")))
