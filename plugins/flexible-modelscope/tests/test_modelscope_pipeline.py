@@ -56,12 +56,6 @@ def server(tmp_path_factory):
     server.stop()
 
 
-def register(server, registration):
-    with server.http() as http:
-        response = http.post("/v1/model_registrations/flexible", json={"model": json.dumps(registration)})
-        assert response.status_code == 200, response.text
-
-
 def launch(server, name, uid=None, **options):
     with server.http() as http:
         return http.post("/v1/models", json={"model_name": name, "model_type": "flexible",
@@ -83,7 +77,7 @@ def assert_zero_shot(answer):
 @pytest.fixture(scope="module")
 def launched(server, models):
     registration = documented(models["zero_shot"])
-    register(server, registration)
+    server.register("flexible", registration)
     built_before = planned_env_python(registration["virtualenv"], "modelscope").exists()
     response = launch(server, NAME)
     assert response.status_code == 200, response.text
@@ -140,7 +134,7 @@ def test_bad_launches_and_calls_are_4xx_that_say_what_is_wrong(server, models, l
             ("ms-no-task", models["zero_shot"], "{}", "needs a task"),
             ("ms-bad-task", models["zero_shot"], '{"task": "no-such-task"}', "no-such-task"),
             ("ms-no-dir", "/no/such/model", '{"task": "zero-shot-classification"}', "/no/such/model")):
-        register(server, documented(uri, name, args))
+        server.register("flexible", documented(uri, name, args))
         response = launch(server, name)
         assert 400 <= response.status_code < 500 and words in response.json()["detail"], response.text
     for kwargs, words in (({}, "at least one label"), ({"candidate_labels": LABELS, "args": [42]}, "str")):
@@ -152,7 +146,7 @@ def test_bad_launches_and_calls_are_4xx_that_say_what_is_wrong(server, models, l
 
 
 def test_an_env_that_cannot_be_installed_is_a_400_with_the_installers_lines(server, models):
-    register(server, documented(models["zero_shot"], "ms-unresolvable"))
+    server.register("flexible", documented(models["zero_shot"], "ms-unresolvable"))
     response = launch(server, "ms-unresolvable", virtual_env_packages=["transformers==4.0.0.404"])
     assert response.status_code == 400, response.text
     detail = response.json()["detail"]

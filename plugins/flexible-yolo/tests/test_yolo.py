@@ -57,12 +57,6 @@ def server(tmp_path_factory):
     server.stop()
 
 
-def register(server, registration):
-    with server.http() as http:
-        response = http.post("/v1/model_registrations/flexible", json={"model": json.dumps(registration)})
-        assert response.status_code == 200, response.text
-
-
 def launch(server, name, **options):
     with server.http() as http:
         return http.post("/v1/models", json={"model_name": name, "model_type": "flexible", "model_uid": name,
@@ -79,7 +73,7 @@ def weights(server, tmp_path_factory):
     """The tiny YOLO, built by the env's own python: the first launch names a file that does not
     exist yet, which fails after building the env (a 400 saying so), and the env then builds it."""
     missing = tmp_path_factory.mktemp("yolo") / "yolo11n.pt"
-    register(server, documented(str(missing), "yolo-before-its-weights"))
+    server.register("flexible", documented(str(missing), "yolo-before-its-weights"))
     response = launch(server, "yolo-before-its-weights")
     assert response.status_code == 400 and "does not exist" in response.json()["detail"], response.text
     python = planned_env_python(documented(str(missing))["virtualenv"], "yolo", tuple(PAIR))
@@ -91,7 +85,7 @@ def weights(server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def launched(server, weights):
-    register(server, documented(weights))
+    server.register("flexible", documented(weights))
     response = launch(server, "yolo11s")
     assert response.status_code == 200, response.text
     return "yolo11s"

@@ -136,13 +136,18 @@ class Server:
         headers = {"authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
+    def register(self, model_type: str, registration: dict[str, Any]) -> None:
+        """Register `registration` (a model of `model_type`), or fail the test with the server's answer."""
+        with self.http() as http:
+            registered = http.post(f"/v1/model_registrations/{model_type}", json={"model": json.dumps(registration)})
+        if registered.status_code != 200:
+            raise AssertionError(f"registering {registration.get('model_name')!r} failed: {registered.text}")
+
     def launch(self, model_type: str, registration: dict[str, Any], engine: str | None = None,
                timeout: float = 300, **options: Any) -> str:
         """Register `registration` (a model of `model_type`) and launch it; its uid."""
+        self.register(model_type, registration)
         with self.http() as http:
-            registered = http.post(f"/v1/model_registrations/{model_type}", json={"model": json.dumps(registration)})
-            if registered.status_code != 200:
-                raise AssertionError(f"registering {registration.get('model_name')!r} failed: {registered.text}")
             body = {"model_name": registration["model_name"], "model_type": model_type, **options}
             if engine:
                 body["model_engine"] = engine
