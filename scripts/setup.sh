@@ -15,5 +15,13 @@ fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install --quiet --upgrade pip
 pip install --quiet "$TORCH_SPEC"
+# llama-cpp-python is an sdist: it compiles on install (about 10 minutes on 2 cores), once per machine, since
+# pip caches the wheel it built. GGML_NATIVE=OFF keeps that wheel portable to any x86-64 CPU; set CMAKE_ARGS
+# yourself for a GPU build (-DGGML_CUDA=on) before the first run.
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+    echo "Installing llama-cpp-python (it compiles on a fresh machine: about 10 minutes)..." >&2
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" pip install --quiet "llama-cpp-python==0.3.36"
+fi
 pip install --quiet -e core -e server -e plugins/engine-transformers -e plugins/engine-sentence-transformers \
-    -e plugins/flexible-hf-pipeline -e plugins/flexible-modelscope -e plugins/flexible-yolo -e "$root"
+    -e plugins/engine-llamacpp -e plugins/flexible-hf-pipeline -e plugins/flexible-modelscope \
+    -e plugins/flexible-yolo -e "$root"

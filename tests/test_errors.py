@@ -162,7 +162,7 @@ def test_a_model_no_engine_can_serve_is_a_clear_error(http, tmp_path):
                  "No installed engine can serve llm-noengine", "not mlx")
     body = assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
                                                       "model_engine": "vllm"}), 404,
-                        "No engine named 'vllm' is registered for LLM models (registered: transformers)")
+                        "No engine named 'vllm' is registered for LLM models (registered: transformers, llama.cpp)")
     assert "pip install modelyard-engine" not in body["detail"]  # no such package on PyPI
     assert_error(http.post("/v1/models", json={"model_name": "llm-noengine", "model_type": "LLM",
                                                "model_format": "pytorch"}), 400, "has no spec with format=pytorch",

@@ -1,0 +1,1 @@
+"""modelyard's llama.cpp engine (llama-cpp-python): GGUF models."""
