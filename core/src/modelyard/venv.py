@@ -109,19 +109,19 @@ def merge_packages(packages: Iterable[str], overrides: Iterable[str]) -> list[st
     """`packages` with each of `overrides` replacing the same-named package, or added."""
     merged: dict[str, str] = {}
     for text in list(packages) + list(overrides):
-        marker = SYSTEM_MARKER.match(text.strip())
-        name = canonicalize_name(marker.group(1) if marker else parse_requirement(text).name)
-        merged[name] = text  # an override replaces the same-named entry, in its place
+        merged[package_name(text)] = text  # an override replaces the same-named entry, in its place
     return list(merged.values())
 
 
+def package_name(text: str) -> str:
+    """The distribution name of a requirement or a `#system_<pkg>#` marker, canonicalized."""
+    marker = SYSTEM_MARKER.match(text.strip())
+    return canonicalize_name(marker.group(1) if marker else parse_requirement(text).name)
+
+
 def package_names(packages: Iterable[str]) -> list[str]:
-    """The distribution names of requirements and `#system_<pkg>#` markers, each once, in order."""
-    names: dict[str, None] = {}
-    for text in packages:
-        marker = SYSTEM_MARKER.match(text.strip())
-        names[canonicalize_name(marker.group(1) if marker else parse_requirement(text).name)] = None
-    return list(names)
+    """The distribution names of requirements and markers, each once, in order."""
+    return list(dict.fromkeys(package_name(text) for text in packages))
 
 
 def satisfied(req: Requirement, paths: list[str] | None = None, extras: Iterable[str] = ("",), _depth: int = 0) -> bool:

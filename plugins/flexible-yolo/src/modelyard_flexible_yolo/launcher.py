@@ -40,8 +40,8 @@ GLOB_CHARACTERS = frozenset("*?[")
 
 
 def checked_predict_keywords(given: dict[str, Any], where: str) -> dict[str, Any]:
+    allowed = ", ".join(PREDICT_KEYWORDS)
     for name in given:
-        allowed = ", ".join(PREDICT_KEYWORDS)
         if name in WRITES_OR_SHOWS:
             raise InvalidRequest(f"The predict keyword {name!r} ({where}) writes files or opens windows on the "
                                  f"server, which this launcher does not do; the answer comes back as JSON. "
