@@ -96,3 +96,51 @@ def test_bad_paths_and_options_are_400s_that_say_what_is_wrong(weights, tmp_path
             loaded(uri)
     with pytest.raises(InvalidRequest, match="n_ctx"):
         loaded(weights["gguf"], no_such_option=1)
+
+
+def test_a_hub_download_of_a_catalogue_gguf_fetches_its_one_quantization():
+    from modelyard_engine_llamacpp.plugin import register_engines
+
+    from modelyard import catalogue
+    from modelyard.types.embedding import EmbeddingRegistration
+    from modelyard.types.llm import LLMRegistration
+
+    engines = []
+    register_engines(register=engines.append)
+    by_type = {e.model_types[0]: e for e in engines}
+    qwen3 = LLMRegistration.model_validate(next(r for r in catalogue.load("LLM") if r["model_name"] == "qwen3"))
+    spec = next(s for s in qwen3.model_specs if s.model_format == "ggufv2" and s.model_size_in_billions == "4"
+                and s.quantization == "Q4_K_M")
+    assert spec.model_id == "Qwen/Qwen3-4B-GGUF"
+    assert by_type["LLM"].needed_files(qwen3, spec) == ("Qwen3-4B-Q4_K_M.gguf",)
+    assert by_type["LLM"].why_not(qwen3, spec) is None
+    assert "not pytorch" in by_type["LLM"].why_not(qwen3, qwen3.model_specs[0])
+    embedding = EmbeddingRegistration.model_validate(
+        next(r for r in catalogue.load("embedding") if r["model_name"] == "Qwen3-Embedding-0.6B"))
+    gguf_spec = next(s for s in embedding.specs() if s.model_format == "ggufv2")
+    assert by_type["embedding"].needed_files(embedding, gguf_spec) == ("Qwen3-Embedding-0.6B-Q8_0.gguf",)
+    pytorch_spec = next(s for s in embedding.specs() if s.model_format == "pytorch")
+    assert "not pytorch" in by_type["embedding"].why_not(embedding, pytorch_spec)
+
+
+def test_split_files_are_fetched_whole_and_open_at_their_first_part(weights, tmp_path):
+    from modelyard_engine_llamacpp.files import gguf_file, hub_files
+
+    from modelyard.types.llm import LLMRegistration
+
+    parsed = LLMRegistration.model_validate(registration(str(tmp_path), quantization="q4_k_m",
+                                            model_file_name_split_template="tiny-{quantization}-{part}.gguf",
+                                            quantization_parts={"q4_k_m": ["00001-of-00002", "00002-of-00002"]}))
+    spec = parsed.model_specs[0]
+    assert hub_files(parsed, spec) == ["tiny-q4_k_m-*.gguf"]
+    for part in ("00001-of-00002", "00002-of-00002"):
+        (tmp_path / f"tiny-q4_k_m-{part}.gguf").write_bytes(b"GGUF" + bytes(8))
+    assert gguf_file(str(tmp_path), spec) == str(tmp_path / "tiny-q4_k_m-00001-of-00002.gguf")
+    assert gguf_file(str(tmp_path / "tiny-q4_k_m-00002-of-00002.gguf"), spec).endswith("-00001-of-00002.gguf")
+
+
+def test_the_context_is_the_registrations_up_to_the_cap_unless_asked(weights, monkeypatch):
+    assert loaded(weights["gguf"]).context_length == 512  # the registration's
+    monkeypatch.setenv("MODELYARD_LLAMACPP_MAX_CTX", "256")
+    assert loaded(weights["gguf"]).context_length == 256
+    assert loaded(weights["gguf"], n_ctx=1024).context_length == 1024  # asked for: the cap is only the default's

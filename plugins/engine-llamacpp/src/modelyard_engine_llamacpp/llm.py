@@ -9,7 +9,6 @@ else the GGUF's `tokenizer.chat_template`) render in core's sandbox.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,41 +17,19 @@ from modelyard.errors import InvalidRequest
 from modelyard.llm import chat_template
 from modelyard.llm.engine import Generation, LLMEngine
 from modelyard.llm.handover import Detokenizer, GeneratingThread, TokenHandover
-from modelyard_engine_llamacpp.files import gguf_file
-
-DEFAULT_MAX_CONTEXT = 32768  # a model's own context can be 128k tokens: its KV cache would not fit a small machine
-
-
-def _threads() -> int:
-    return config.torch_threads() or max(1, (os.cpu_count() or 2) // 2)
+from modelyard_engine_llamacpp.loading import LAUNCH_OPTIONS, open_gguf
 
 
 class LlamaCppLLM(LLMEngine):
     launch_options = {
-        "n_ctx": "context tokens (default: the model's context length, at most MODELYARD_LLAMACPP_MAX_CTX)",
-        "n_threads": "threads for generation (default MODELYARD_TORCH_THREADS, else half the cores)",
-        "n_threads_batch": "threads for the prompt (default n_threads)",
-        "n_gpu_layers": "layers on the GPU (0: none; -1: all, with a GPU build of llama-cpp-python)",
+        **LAUNCH_OPTIONS,
         "n_batch": "the prompt's batch size",
-        "flash_attn": "use flash attention",
-        "use_mmap": "map the file rather than read it",
         "seed": "the default sampling seed",
     }
 
     def load(self) -> None:
-        from llama_cpp import Llama
-
-        path = gguf_file(self.model_path, self.spec)
-        options = dict(self.kwargs)
-        threads = int(options.pop("n_threads", None) or _threads())
-        cap = int(os.environ.get("MODELYARD_LLAMACPP_MAX_CTX") or DEFAULT_MAX_CONTEXT)
-        n_ctx = int(options.pop("n_ctx", None) or min(self.context_length or cap, cap))
-        try:
-            self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads,
-                             n_threads_batch=int(options.pop("n_threads_batch", None) or threads),
-                             n_gpu_layers=int(options.pop("n_gpu_layers", 0)), verbose=False, **options)
-        except ValueError as exc:  # llama.cpp refused the file: its own words are in the worker's log
-            raise InvalidRequest(f"llama.cpp could not load {path}: {exc}") from None
+        # the registration's context_length (Xinference's default: 2048), as Xinference's llama.cpp engine takes it
+        self.llm = open_gguf(self.model_path, self.spec, dict(self.kwargs), self.context_length)
         self.context_length = self.llm.n_ctx()
         self.chat_template = self.registration.chat_template or self.llm.metadata.get("tokenizer.chat_template")
         ends = {self.llm.token_eos(), *(self.registration.stop_token_ids or [])}
