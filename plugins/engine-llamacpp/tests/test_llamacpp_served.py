@@ -172,3 +172,16 @@ def test_memory_stays_flat_across_many_requests(server, oai):
     print(f"settled at {settled} KiB, grew by {grown} KiB")
     # a request's KV cache here is 256 KiB: keeping one per request would pass the bound by far
     assert grown < 8 * 1024, f"the worker grew by {grown} KiB over 320 requests"
+
+
+def test_bad_paths_and_options_are_400s_through_the_server(server, tmp_path):
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("just text")
+    with server.http() as http:
+        for body, words in (({"model_path": "/no/such/file.gguf"}, "does not exist"),
+                            ({"model_path": str(not_gguf)}, "is not a GGUF file"),
+                            ({"n_threads": 1, "n_gpu_layer": 2}, "takes no launch option 'n_gpu_layer'"),
+                            ({"n_threads": 0}, "n_threads must be a whole number above 0")):
+            response = http.post("/v1/models", timeout=300, json={
+                "model_name": "tiny-gguf", "model_type": "LLM", "model_uid": "bad", **body})
+            assert response.status_code == 400 and words in response.json()["detail"], (body, response.text)
