@@ -21,16 +21,12 @@ pass/fail.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -40,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "llm"))
 import httpx  # noqa: E402
 import tiny_gguf  # noqa: E402
 import tiny_llama  # noqa: E402
-from llm_stream import run_client  # noqa: E402
+from openai_servers import compare, wait_for  # noqa: E402
 from request_path import free_port  # noqa: E402
 
 EXTRAS = ROOT / ".bench" / "llama-cpp-server"
@@ -50,19 +46,6 @@ PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] f
 SAMPLING = {"modelyard": {"temperature": 0, "top_p": 1.0, "repetition_penalty": 1.0,
                           "stream_options": {"include_usage": True}},
             "llama_cpp_server": {"temperature": 0, "top_p": 1.0, "repeat_penalty": 1.0}}
-FIRST_TOKEN = re.compile(rb'"content":\s*"[^"]')  # a delta with text: not the role chunk
-
-
-def streamed_tokens(body: bytes) -> int:
-    """The tokens a stream carried: its usage where it reports one (modelyard), else its chunks with
-    text (llama_cpp.server sends one per token and no usage)."""
-    events = [line[6:] for line in body.split(b"\n") if line.startswith(b"data: {")]
-    for event in reversed(events):
-        if b'"usage"' in event:
-            usage = json.loads(event).get("usage")
-            if usage:
-                return usage["completion_tokens"]
-    return sum(1 for event in events if FIRST_TOKEN.search(event))
 
 
 def llama_cpp_server_env() -> dict[str, str]:
@@ -72,52 +55,6 @@ def llama_cpp_server_env() -> dict[str, str]:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(EXTRAS),
                         *EXTRA_PACKAGES], check=True)
     return env
-
-
-def wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not start")
-
-
-class Connection:
-    """One kept-alive HTTP/1.1 connection, as the openai SDK keeps them."""
-
-    def __init__(self, port: int, sampling: dict):
-        self.port, self.sampling = port, sampling
-
-    async def open(self) -> Connection:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        return self
-
-    def close(self) -> None:
-        self.writer.close()
-
-    async def stream(self, model: str, messages, max_tokens: int) -> tuple[float, float, bytes]:
-        """One streamed chat completion: its seconds, seconds to the first token, and the raw body."""
-        body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
-                           **self.sampling}).encode()
-        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        t0 = time.perf_counter()
-        self.writer.write(head + body)
-        first, buffer = None, b""
-        while not buffer.endswith(b"\r\n0\r\n\r\n"):  # the last chunk of a chunked response
-            data = await self.reader.read(65536)
-            if not data:
-                raise ConnectionError("the server closed the connection mid-response")
-            buffer += data
-            if first is None and FIRST_TOKEN.search(buffer):
-                first = time.perf_counter() - t0
-        return time.perf_counter() - t0, first, buffer
 
 
 def main() -> None:
@@ -162,50 +99,8 @@ def main() -> None:
             assert reply["usage"]["completion_tokens"] == args.max_tokens, (name, reply["usage"])
             answers[name] = reply["choices"][0]["message"]["content"]
 
-        rates: dict[str, list[float]] = {f"{s}_c{c}": [] for c in (1, 8) for s in servers}
-        ttft: dict[str, list[float]] = {s: [] for s in servers}
-
-        async def paired_round(concurrency: int, seconds: float) -> None:
-            connections = {name: [await Connection(p, SAMPLING[name]).open() for _ in range(concurrency)]
-                           for name, p in servers.items()}
-            spent = dict.fromkeys(servers, 0.0)
-            tokens = dict.fromkeys(servers, 0)
-            names = list(servers)
-            started, turn = time.perf_counter(), 0
-            while time.perf_counter() - started < seconds:
-                for name in names[turn % 2:] + names[:turn % 2]:  # neither always goes first
-                    t0 = time.perf_counter()
-                    results = await asyncio.gather(*(c.stream("tiny-gguf", PROMPTS[i], args.max_tokens)
-                                                     for i, c in enumerate(connections[name])))
-                    spent[name] += time.perf_counter() - t0
-                    tokens[name] += sum(streamed_tokens(body) for _, _, body in results)  # parsed after the clock
-                    if concurrency == 1:
-                        ttft[name] += [first for _, first, _ in results]
-                turn += 1
-            for group in connections.values():
-                for connection in group:
-                    connection.close()
-            for name in servers:
-                rates[f"{name}_c{concurrency}"].append(tokens[name] / spent[name])
-
-        async def measure() -> None:
-            await paired_round(1, 1.0)  # warm up
-            await paired_round(8, 1.0)
-            for value in (*rates.values(), *ttft.values()):
-                value.clear()
-            for _ in range(args.rounds):
-                await paired_round(1, args.seconds)
-                await paired_round(8, args.seconds)
-
-        run_client(measure())
-        report: dict[str, object] = {k: round(statistics.median(v), 1) for k, v in rates.items()}
-        for c in ("c1", "c8"):
-            ratios = sorted(o / t for o, t in zip(rates[f"modelyard_{c}"], rates[f"llama_cpp_server_{c}"],
-                                                  strict=True))
-            report[f"ratio_{c}"] = round(statistics.median(ratios), 3)
-            report[f"ratio_{c}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
-        for name in servers:
-            report[f"ttft_{name}_ms"] = round(statistics.median(ttft[name]) * 1000, 2)
+        report = compare({name: (port, SAMPLING[name]) for name, port in servers.items()}, "tiny-gguf", PROMPTS,
+                         args.max_tokens, args.rounds, args.seconds, (1, 8), baseline="llama_cpp_server")
         report["same_text"] = answers["modelyard"] == answers["llama_cpp_server"]
         report["max_tokens"] = args.max_tokens
         report["model"] = f"tiny Llama GGUF f32, hidden {args.hidden}, {args.layers} layers, one thread"

@@ -23,5 +23,5 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" pip install --quiet "llama-cpp-python==0.3.36"
 fi
 pip install --quiet -e core -e server -e plugins/engine-transformers -e plugins/engine-sentence-transformers \
-    -e plugins/engine-llamacpp -e plugins/flexible-hf-pipeline -e plugins/flexible-modelscope \
+    -e plugins/engine-llamacpp -e plugins/engine-vllm -e plugins/flexible-hf-pipeline -e plugins/flexible-modelscope \
     -e plugins/flexible-yolo -e "$root"

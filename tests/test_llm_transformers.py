@@ -251,7 +251,7 @@ def test_engine_is_picked_when_not_named_and_engines_route(llm, model_dir):
         assert report["transformers"]["available"] is True
         assert report["transformers"]["params"][0]["model_format"] == "pytorch"
         # only the LLM engines that are registered, or suggested from this repository and not installed
-        assert set(report) == {"transformers", "llama.cpp"}
+        assert set(report) == {"transformers", "llama.cpp", "vllm"}
         assert report["transformers"]["plugin"].endswith("/transformers")
         # llama.cpp is installed too, and says why it does not serve this model's only spec
         assert report["llama.cpp"]["available"] is False and "not pytorch" in json.dumps(report["llama.cpp"])

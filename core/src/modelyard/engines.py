@@ -94,7 +94,8 @@ class Engine:
 # Engines this repository ships, per model type, and how to install each from a checkout of it.
 # Only plugins that exist in the repository are named: a hint must install something.
 SUGGESTED_ENGINES: dict[str, dict[str, str]] = {
-    "LLM": {"transformers": "plugins/engine-transformers", "llama.cpp": "plugins/engine-llamacpp"},
+    "LLM": {"transformers": "plugins/engine-transformers", "llama.cpp": "plugins/engine-llamacpp",
+            "vllm": "plugins/engine-vllm"},
     "embedding": {"sentence_transformers": "plugins/engine-sentence-transformers"},
     "rerank": {"sentence_transformers": "plugins/engine-sentence-transformers"},
 }

@@ -88,10 +88,6 @@ class LaunchModelRequest(BaseModel):
             problems.append("replica (only 1 replica per model is supported)")
         if self.n_worker not in (None, 1):
             problems.append("n_worker (only 1 worker per model is supported)")
-        if self.n_gpu not in (None, "auto", 0):
-            problems.append("n_gpu (GPU placement is not supported yet; leave it out or use 'auto')")
-        if self.gpu_idx not in (None, []):
-            problems.append("gpu_idx (GPU placement is not supported yet)")
         if self.worker_ip not in (None, "", "127.0.0.1", "localhost"):
             problems.append("worker_ip (this server runs every model on its own machine)")
         for name in ("request_limits", "peft_model_config", "replica_config", "enable_thinking"):

@@ -25,6 +25,7 @@ from modelyard.types import ModelSpec, Registration, a_model_of, check_name_leng
 from modelyard.types.flexible import FlexibleRegistration
 from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
+from modelyard_server import gpus
 from modelyard_server.gates import require_admin
 from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
 from modelyard_server.protocol import LaunchModelRequest
@@ -158,6 +159,7 @@ class Supervisor:
         registration = entry.registration
         self.settings.gates.check_launch(request, registration, self.plugins, key)
         runner = model_type.resolve(self.plugins, registration, request.selection())
+        worker_env = {**(request.envs or {}), **gpus.placement(request.gpu_idx, request.n_gpu)}
         env = venv.plan(registration.virtualenv, enable=request.enable_virtual_env,
                         extra_packages=request.virtual_env_packages or (),
                         extra_find_links=request.virtual_env_find_links or (), requirements=runner.requirements,
@@ -191,7 +193,7 @@ class Supervisor:
                                             *(request.virtual_env_packages or ())]),
         }
         task = asyncio.get_running_loop().create_task(
-            self._start(record, launch, request.envs or {}, env, timeout))
+            self._start(record, launch, worker_env, env, timeout))
         self._starts[uid] = task
         task.add_done_callback(lambda t: (self._starts.pop(uid, None), t.cancelled() or t.exception()))
         if wait_ready:

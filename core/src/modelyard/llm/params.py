@@ -15,11 +15,12 @@ NOT_PARAMS = frozenset({"model", "messages", "prompt", "user", "stream", "stream
 ALL_PARAMS = frozenset({
     "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
     "presence_penalty", "frequency_penalty", "repetition_penalty", "chat_template_kwargs", "n", "logprobs",
-    "top_logprobs",
+    "top_logprobs", "min_tokens", "ignore_eos", "response_format",
 })
-#: What an engine honours unless it says otherwise: several choices and log-probabilities need the
-#: engine's own support, and serving one choice for n=2 would be a silent lie.
-BASE_PARAMS = ALL_PARAMS - {"n", "logprobs", "top_logprobs"}
+#: What an engine honours unless it says otherwise: several choices, log-probabilities, a floor on
+#: the answer's length and structured output need the engine's own support, and serving one choice
+#: for n=2 (or free text for a JSON schema) would be a silent lie.
+BASE_PARAMS = ALL_PARAMS - {"n", "logprobs", "top_logprobs", "min_tokens", "ignore_eos", "response_format"}
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 
@@ -40,6 +41,12 @@ class GenerateParams:
     #: None: no log-probabilities; k: each token's, with its k most likely alternatives
     logprobs: int | None = None
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the fewest tokens before an end token or stop string may end the answer
+    min_tokens: int = 0
+    #: generate past the end token, up to max_tokens
+    ignore_eos: bool = False
+    #: None: free text; {"type": "json_object"}, or {"type": "json_schema", "schema": {...}}
+    response_format: dict[str, Any] | None = None
 
 
 def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *, integer: bool = False,
@@ -68,6 +75,12 @@ def parse_params(config: dict[str, Any] | None, supported: frozenset[str]) -> Ge
         given.pop("n", None)
     if given.get("logprobs") is False:
         given.pop("logprobs")
+    if given.get("min_tokens") == 0:
+        given.pop("min_tokens")
+    if given.get("ignore_eos") is False:
+        given.pop("ignore_eos")
+    if isinstance(given.get("response_format"), dict) and given["response_format"].get("type") == "text":
+        given.pop("response_format")
     unknown = sorted(set(given) - (supported & ALL_PARAMS))
     if unknown:
         raise InvalidRequest(
@@ -113,8 +126,34 @@ def parse_params(config: dict[str, Any] | None, supported: frozenset[str]) -> Ge
         top = given.get("top_logprobs", 0) if value is True else value
         p.logprobs = int(_number("top_logprobs" if value is True else "logprobs", top, 0, MAX_TOP_LOGPROBS,
                                  integer=True))
+    if "min_tokens" in given:
+        p.min_tokens = int(_number("min_tokens", given["min_tokens"], 0, integer=True))
+        if p.max_tokens is not None and p.min_tokens > p.max_tokens:
+            raise InvalidRequest(f"min_tokens ({p.min_tokens}) is more than max_tokens ({p.max_tokens}).")
+    if "ignore_eos" in given:
+        if not isinstance(given["ignore_eos"], bool):
+            raise InvalidRequest(f"ignore_eos must be true or false, got {given['ignore_eos']!r}.")
+        p.ignore_eos = given["ignore_eos"]
+    if "response_format" in given:
+        p.response_format = _response_format(given["response_format"])
     if "chat_template_kwargs" in given:
         if not isinstance(given["chat_template_kwargs"], dict):
             raise InvalidRequest("chat_template_kwargs must be an object.")
         p.chat_template_kwargs = given["chat_template_kwargs"]
     return p
+
+
+def _response_format(value: Any) -> dict[str, Any]:
+    """OpenAI's response_format, checked: json_object, or json_schema with its schema."""
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        wrapper = value.get("json_schema")
+        schema = wrapper.get("schema") if isinstance(wrapper, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest("response_format json_schema needs json_schema.schema: the JSON Schema object "
+                                 "the answer must match.")
+        return {"type": "json_schema", "schema": schema}
+    raise InvalidRequest("response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                         "{\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}.")

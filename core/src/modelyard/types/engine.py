@@ -46,6 +46,10 @@ class EngineBase:
         """Load the weights; called once in the worker before the model is READY."""
         raise NotImplementedError(f"{type(self).__name__} does not implement load()")
 
+    async def start(self) -> None:
+        """Called once on the worker's event loop after `load`, before the model is READY: where a
+        library's engine must be created on the loop that drives it (vLLM's `AsyncLLM`)."""
+
     def refuse_unsupported(self, params: Mapping[str, Any] | None, ability: str) -> dict[str, Any]:
         """`params` without the unset ones, or a 400 naming each one this engine cannot honour."""
         given = {k: v for k, v in (params or {}).items() if v is not None}

@@ -66,6 +66,9 @@ class Worker:
             self.progress("loading", 0.75, "importing plugins")
             self.loaded = await self.loop.run_in_executor(
                 self.pool, load_model, launch, get_plugins(), self.progress)
+            start = getattr(self.loaded.model, "start", None)
+            if inspect.iscoroutinefunction(start):
+                await start()
         except BaseException as exc:
             traceback.print_exc()
             error_type = exc.type if isinstance(exc, ModelyardError) else "launch_error"

@@ -21,7 +21,7 @@ TEMPLATE = ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
 
 
 class BabbleLLM(AsyncLLMEngine):
-    supported_params = ALL_PARAMS - {"repetition_penalty"}
+    supported_params = ALL_PARAMS - {"repetition_penalty", "min_tokens", "ignore_eos", "response_format"}
     launch_options = {"delay_ms": "milliseconds per generated word (default 1)"}
 
     def load(self) -> None:

