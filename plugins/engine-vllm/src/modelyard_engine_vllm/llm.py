@@ -36,7 +36,8 @@ ENGINE_OPTIONS = {
 }
 CPU_OPTIONS = {
     "kv_cache_space": "GiB of memory for the KV cache on a CPU (VLLM_CPU_KVCACHE_SPACE; default 4)",
-    "cpu_threads_bind": "cores the CPU build's threads bind to (VLLM_CPU_OMP_THREADS_BIND: auto, nobind, 0-3)",
+    "cpu_threads_bind": "cores the CPU build's threads bind to (VLLM_CPU_OMP_THREADS_BIND: auto, nobind, 0-3; "
+                        "default auto, nobind on 2 cores or fewer)",
 }
 
 
@@ -69,9 +70,8 @@ class VllmLLM(AsyncLLMEngine):
             if isinstance(space, bool) or not isinstance(space, (int, float, str)) or float(space) <= 0:
                 raise InvalidRequest(f"Launch option kv_cache_space must be a positive number of GiB, got {space!r}.")
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(space)
-            bind = options.pop("cpu_threads_bind", None)
-            if bind is not None:
-                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(bind)
+            bind = options.pop("cpu_threads_bind", None) or os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(bind or machine.default_threads_bind())
             threads = config.torch_threads()
             if threads:
                 os.environ["OMP_NUM_THREADS"] = str(threads)

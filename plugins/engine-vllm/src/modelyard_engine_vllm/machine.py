@@ -53,6 +53,21 @@ def why_not_here() -> str | None:
     return None
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads_bind() -> str:
+    """vLLM's CPU build binds its model worker to all cores but one (`auto`). On 2 cores that pins it
+    to one core while its engine core spins on the other, and the server's processes wait for a
+    core for seconds at a time (measured: streams arrive in one burst at their end): there the
+    default is `nobind`, which bench/vllm_server.py measured faster for vLLM's own server too."""
+    return "nobind" if usable_cores() <= 2 else "auto"
+
+
 def requirements() -> tuple[str, ...]:
     return (CUDA_PACKAGE,) if build() == "cuda" else (CPU_PACKAGE,)
 
