@@ -125,3 +125,24 @@ def render(template: str, messages: list[dict[str, Any]], *, add_generation_prom
     except Exception as exc:  # a template error on these messages (a missing key, a type it cannot handle)
         raise InvalidRequest(f"The chat template could not render these messages: {type(exc).__name__}: "
                              f"{exc}") from None
+
+
+class HFTokenizerPrompts:
+    """`encode_chat` and `encode` for an LLM engine whose `tokenizer` is a Hugging Face tokenizer
+    (the transformers and vLLM engines): the chat through this sandbox, then tokenized as it is."""
+
+    model_uid: str
+    tokenizer: Any
+    chat_template: str | None
+
+    def encode_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any]) -> list[int]:
+        if not self.chat_template:
+            raise InvalidRequest(f"Model {self.model_uid!r} has no chat template: use /v1/completions, or register "
+                                 "it with a chat_template.")
+        text = render(self.chat_template, messages, special_tokens=self.tokenizer.special_tokens_map,
+                      template_kwargs=template_kwargs)
+        # the template wrote the special tokens it wants; the tokenizer must not add its own again
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt)["input_ids"])

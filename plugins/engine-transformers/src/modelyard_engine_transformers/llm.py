@@ -26,7 +26,6 @@ from transformers import (  # noqa: E402
 )
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
-from modelyard.errors import InvalidRequest  # noqa: E402
 from modelyard.llm import chat_template  # noqa: E402
 from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
 from modelyard.llm.handover import Detokenizer, GeneratingThread, TokenHandover  # noqa: E402
@@ -68,7 +67,7 @@ class _PresenceFrequencyPenalty(LogitsProcessor):
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
-class TransformersLLM(LLMEngine):
+class TransformersLLM(chat_template.HFTokenizerPrompts, LLMEngine):
     # What a launch may pass on to from_pretrained; anything else is a 400 naming these.
     launch_options = {
         "torch_threads": "threads torch uses for this model (default MODELYARD_TORCH_THREADS)",
@@ -110,18 +109,6 @@ class TransformersLLM(LLMEngine):
     def _set_up_generating_thread(self) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
-
-    def encode_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any]) -> list[int]:
-        if not self.chat_template:
-            raise InvalidRequest(f"Model {self.model_uid!r} has no chat template: use /v1/completions, or register "
-                                 "it with a chat_template.")
-        text = chat_template.render(self.chat_template, messages, special_tokens=self.tokenizer.special_tokens_map,
-                                    template_kwargs=template_kwargs)
-        # the template wrote the special tokens it wants; the tokenizer must not add its own again
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def encode(self, prompt: str) -> list[int]:
-        return list(self.tokenizer(prompt)["input_ids"])
 
     def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[list[str]]:
         params = generation.params

@@ -41,7 +41,7 @@ CPU_OPTIONS = {
 }
 
 
-class VllmLLM(AsyncLLMEngine):
+class VllmLLM(chat_template.HFTokenizerPrompts, AsyncLLMEngine):
     launch_options = {**ENGINE_OPTIONS, **CPU_OPTIONS}
     supported_params = ALL_PARAMS
     applies_stops = True
@@ -90,17 +90,6 @@ class VllmLLM(AsyncLLMEngine):
         self.chat_template = self.registration.chat_template or getattr(self.tokenizer, "chat_template", None)
         self.bos_token_id = self.tokenizer.bos_token_id
         atexit.register(adapter.shutdown, self.engine)
-
-    def encode_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any]) -> list[int]:
-        if not self.chat_template:
-            raise InvalidRequest(f"Model {self.model_uid!r} has no chat template: use /v1/completions, or register "
-                                 "it with a chat_template.")
-        text = chat_template.render(self.chat_template, messages, special_tokens=self.tokenizer.special_tokens_map,
-                                    template_kwargs=template_kwargs)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def encode(self, prompt: str) -> list[int]:
-        return list(self.tokenizer(prompt)["input_ids"])
 
     async def stream_deltas(self, prompt_ids: list[int], generation: Generation) -> AsyncIterator[Delta]:
         p = generation.params
