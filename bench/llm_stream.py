@@ -5,13 +5,16 @@
 
 Builds the tiny Llama of the tests, then measures (rounds interleaved, same prompts and settings,
 greedy, both with the transformers engine's streaming) tokens/s of streamed chat completions:
-- in-process: the engine class driven directly in this process (the baseline);
+- in-process: the engine class driven directly in this process, concurrent requests from threads
+  as the worker makes them (the baseline);
 - server: POST /v1/chat/completions with stream=true through modelyard, read by a raw HTTP/1.1
-  client over kept-alive connections (as the openai SDK's), at concurrency 1 and 8;
-plus the time to first token in both. Torch uses one thread in both. This machine's speed swings
-by up to 2x from one second to the next, so the two setups take turns request by request (by
-batches of eight at concurrency 8) within each round, and the ratios reported are the medians of
-the rounds' ratios, with their quartiles. The client reads each stream as it comes but parses it
+  client over kept-alive connections (as the openai SDK's);
+at concurrency 1, 4 and 8, with the time to first token of each. Torch uses one thread in both.
+This machine's speed swings by up to 2x from one second to the next, so the setups take turns
+request by request (by batches of N at concurrency N) within each round, and the ratios reported
+are the medians of the rounds' ratios, with their quartiles. What batching is for is reported too:
+the server's tokens/s at 8 over its tokens/s at 1 (the median of the rounds' ratios), and its
+median first-token time at 4 over that at 1. The client reads each stream as it comes but parses it
 only at the end, so on this small machine it takes little CPU from the server. Figures, never
 pass/fail. With `--compare REV`, a server of git revision REV (its core, server and transformers
 engine, checked out in a temporary worktree) takes its turns in the same rounds, and its ratio to
@@ -43,6 +46,7 @@ import httpx  # noqa: E402
 import tiny_llama  # noqa: E402
 from request_path import free_port, start, worktree  # noqa: E402
 
+CONCURRENCIES = (1, 4, 8)
 PROMPTS = [[{"role": "user", "content": f"Tell me a story about number {i}."}] for i in range(8)]
 
 
@@ -168,14 +172,15 @@ def main() -> None:
             servers[f"rev_{args.compare}"] = rev_port
         in_process(engine, PROMPTS[0], 16)  # warm up
         setups = ["in_process", *servers]
-        rates: dict[str, list[float]] = {f"{s}_c{c}": [] for c in (1, 8) for s in setups}
-        ttft: dict[str, list[float]] = {s: [] for s in setups}
+        rates: dict[str, list[float]] = {f"{s}_c{c}": [] for c in CONCURRENCIES for s in setups}
+        ttft: dict[str, list[float]] = {f"{s}_c{c}": [] for c in CONCURRENCIES for s in setups}
         cpu = {"in_process": 0.0, "worker": 0.0, "server": 0.0}
         tokens_c1 = {"in_process": 0, "server": 0}
 
         async def in_process_turn(concurrency: int) -> tuple[int, list[float]]:
-            # the engine queues concurrent requests, so eight in turn is its best at concurrency 8
-            results = [in_process(engine, PROMPTS[i], args.max_tokens) for i in range(concurrency)]
+            # concurrent requests from threads, as the worker makes them: the engine batches them
+            results = await asyncio.gather(*(asyncio.to_thread(in_process, engine, PROMPTS[i], args.max_tokens)
+                                             for i in range(concurrency)))
             return sum(r[2] for r in results), [r[1] for r in results]
 
         async def server_turn(connections: list[Connection]) -> tuple[int, list[float]]:
@@ -204,8 +209,8 @@ def main() -> None:
                         n, firsts = await server_turn(connections[setup])
                     spent[setup] += time.perf_counter() - t0
                     tokens[setup] += n
+                    ttft[f"{setup}_c{concurrency}"] += firsts
                     if concurrency == 1:
-                        ttft[setup] += firsts
                         if setup == "in_process":
                             tokens_c1[setup] += n
                             cpu["in_process"] += time.process_time() - cpu0
@@ -221,8 +226,8 @@ def main() -> None:
 
         async def measure() -> None:
             for _ in range(args.rounds):
-                await paired_round(1, args.seconds)
-                await paired_round(8, args.seconds)
+                for concurrency in CONCURRENCIES:
+                    await paired_round(concurrency, args.seconds)
 
         run_client(paired_round(1, 0.5))  # warm up the served path
         for value in rates.values():
@@ -235,20 +240,22 @@ def main() -> None:
         report = {k: round(statistics.median(v), 1) for k, v in rates.items()}
         for name in servers:
             prefix = "ratio" if name == "server" else f"ratio_{name}"
-            for c in ("c1", "c8"):
+            for c in (f"c{c}" for c in CONCURRENCIES):
                 ratios = sorted(s / i for s, i in zip(rates[f"{name}_{c}"], rates[f"in_process_{c}"], strict=True))
                 report[f"{prefix}_{c}"] = round(statistics.median(ratios), 3)  # the median of the rounds' ratios
                 report[f"{prefix}_{c}_quartiles"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]]
         if args.verbose:
             report["rounds_c1"] = [[round(i), round(s)] for i, s in zip(rates["in_process_c1"], rates["server_c1"],
                                                                        strict=True)]
-        report["ttft_in_process_ms"] = round(statistics.median(ttft["in_process"]) * 1000, 2)
-        report["ttft_server_ms"] = round(statistics.median(ttft["server"]) * 1000, 2)
-        report["ttft_overhead_ms"] = round(report["ttft_server_ms"] - report["ttft_in_process_ms"], 2)
+        for name in setups:
+            for c in CONCURRENCIES:
+                report[f"ttft_{name}_c{c}_ms"] = round(statistics.median(ttft[f"{name}_c{c}"]) * 1000, 2)
+        report["ttft_overhead_c1_ms"] = round(report["ttft_server_c1_ms"] - report["ttft_in_process_c1_ms"], 2)
         for name in servers:
-            if name != "server":
-                report[f"ttft_overhead_{name}_ms"] = round(
-                    (statistics.median(ttft[name]) - statistics.median(ttft["in_process"])) * 1000, 2)
+            # what batching is for: a busy model's throughput, and a newcomer's first token
+            c8_over_c1 = [c8 / c1 for c8, c1 in zip(rates[f"{name}_c8"], rates[f"{name}_c1"], strict=True)]
+            report[f"{name}_tokens_per_s_c8_over_c1"] = round(statistics.median(c8_over_c1), 2)
+            report[f"{name}_ttft_c4_over_c1"] = round(report[f"ttft_{name}_c4_ms"] / report[f"ttft_{name}_c1_ms"], 2)
         # CPU per token at concurrency 1: steadier than wall time on a shared machine
         report["cpu_ms_per_token_in_process_c1"] = round(cpu["in_process"] / tokens_c1["in_process"] * 1000, 3)
         report["cpu_ms_per_token_worker_c1"] = round(cpu["worker"] / tokens_c1["server"] * 1000, 3)

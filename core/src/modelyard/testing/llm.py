@@ -102,6 +102,33 @@ class LLMEngineSuite:
             together = list(pool.map(lambda p: self.generate(engine, p, max_tokens=self.MAX_TOKENS)["text"], prompts))
         assert together == solo
 
+    def test_concurrent_requests_with_their_own_limits_stops_and_seeds_each_equal_their_solo_answer(self, engine):
+        prompts = [f"{self.PROMPT} {i}" for i in range(8)]
+        texts = [self.generate(engine, p, max_tokens=self.MAX_TOKENS)["text"] for p in prompts]
+        configs = []
+        for i, text in enumerate(texts):
+            config: dict[str, Any] = {"max_tokens": 2 + 2 * i if i % 2 else self.MAX_TOKENS, "seed": 1000 + i}
+            if i % 3 == 0 and len(text) >= 6:
+                config["stop"] = [text[3:6]]
+            configs.append(config)
+        solo = [self.generate(engine, p, **c) for p, c in zip(prompts, configs, strict=True)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda pc: self.generate(engine, pc[0], **pc[1]),
+                                     zip(prompts, configs, strict=True)))
+        assert together == solo
+        assert any(a["finish_reason"] == "stop" for a in solo) and any(a["finish_reason"] == "length" for a in solo)
+
+    def test_a_cancelled_stream_leaves_the_other_streams_unchanged(self, engine):
+        prompts = [f"{self.PROMPT} {i}" for i in range(4)]
+        solo = [self.generate(engine, p, max_tokens=self.MAX_TOKENS) for p in prompts]
+        leaving = Stream(engine.generate(f"{self.PROMPT} leaving", {"temperature": 0, "max_tokens": 256}))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            running = [pool.submit(self.generate, engine, p, max_tokens=self.MAX_TOKENS) for p in prompts]
+            next(leaving)
+            leaving.close()  # its client left while the others generate
+            together = [f.result() for f in running]
+        assert together == solo
+
     def test_chat_answers_like_generate(self, engine):
         if "chat" not in engine.registration.model_ability:
             return

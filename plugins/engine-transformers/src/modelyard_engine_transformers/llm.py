@@ -1,18 +1,23 @@
 """The transformers LLM engine. Imported only inside the worker process.
 
-What is transformers' own lives here: loading, tokenizing, `model.generate` with its streamer,
-stopping criterion and logits processors. The rest is core's (`modelyard.llm`): generation runs in
-core's `GeneratingThread`, one request after another; tokens come back through its
-`TokenHandover` and `Detokenizer`; chat templates render in core's sandbox.
+What is transformers' own lives here: loading, tokenizing, and the two ways to generate. By
+default concurrent requests share the model's steps: core's `ContinuousBatcher` runs the batch,
+with this engine's steps (`batch.py`: one KV cache for the batch, a sampler per request), up to
+the launch option `max_num_seqs` (default 16) at once. With `max_num_seqs: 1`, or for a model whose
+cache cannot be batched here, `model.generate` with its streamer, stopping criterion and logits
+processors serves one request after another in core's `GeneratingThread`. Either way tokens come
+back through core's `TokenHandover` and `Detokenizer`, and chat templates render in core's sandbox.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from modelyard import config
+from modelyard.errors import InvalidRequest
 
 config.omp_threads_from_env()
 
@@ -29,6 +34,10 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from modelyard.llm import chat_template  # noqa: E402
 from modelyard.llm.engine import Generation, LLMEngine  # noqa: E402
 from modelyard.llm.handover import Detokenizer, GeneratingThread, TokenHandover  # noqa: E402
+from modelyard.llm.scheduler import ContinuousBatcher  # noqa: E402
+from modelyard_engine_transformers.batch import TransformersBatchSteps, batchable  # noqa: E402
+
+DEFAULT_MAX_NUM_SEQS = 16
 
 
 class _TokenQueue(TokenHandover, BaseStreamer):
@@ -78,15 +87,30 @@ class TransformersLLM(chat_template.HFTokenizerPrompts, LLMEngine):
         "trust_remote_code": "run the repository's own model code (an admin key only)",
         "revision": "the hub revision of the weights",
         "low_cpu_mem_usage": "load the weights with less peak memory",
+        "max_num_seqs": f"the most requests generating together (default {DEFAULT_MAX_NUM_SEQS}; 1: one at a time)",
     }
 
     def load(self) -> None:
         self.threads = config.torch_threads(self.kwargs.pop("torch_threads", None))
+        max_num_seqs = self.kwargs.pop("max_num_seqs", DEFAULT_MAX_NUM_SEQS)
+        if isinstance(max_num_seqs, str) and max_num_seqs.isdigit():  # as a command line gives it
+            max_num_seqs = int(max_num_seqs)
+        if isinstance(max_num_seqs, bool) or not isinstance(max_num_seqs, int) or max_num_seqs < 1:
+            raise InvalidRequest(f"max_num_seqs must be a positive integer, got {max_num_seqs!r}.")
         if self.threads:
             torch.set_num_threads(self.threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, **self.kwargs).eval()
         self.generating = GeneratingThread(f"generate-{self.model_uid}", self._set_up_generating_thread)
+        self.batcher: ContinuousBatcher | None = None
+        if max_num_seqs > 1:
+            why_not = batchable(self.model)
+            if why_not is None:
+                self.batcher = ContinuousBatcher(f"batch-{self.model_uid}", TransformersBatchSteps(self.model),
+                                                 max_num_seqs, self._set_up_generating_thread)
+            else:
+                print(f"modelyard: requests to this model generate one at a time: {why_not}", file=sys.stderr,
+                      flush=True)
         self.stream_window = config.stream_window()
         self.chat_template = self.registration.chat_template or getattr(self.tokenizer, "chat_template", None)
         max_positions = getattr(self.model.config, "max_position_embeddings", None)
@@ -112,12 +136,17 @@ class TransformersLLM(chat_template.HFTokenizerPrompts, LLMEngine):
 
     def stream_tokens(self, prompt_ids: list[int], generation: Generation) -> Iterator[list[str]]:
         params = generation.params
+        end_ids = sorted(set(self.end_ids) | set(params.stop_token_ids))
+        detokenizer = Detokenizer(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), end_ids,
+                                  generation)
+        if self.batcher is not None:
+            handover = TokenHandover(self.stream_window)
+            return self.batcher.stream(prompt_ids, generation, handover, detokenizer, set(end_ids))
         streamer = _TokenQueue(self.stream_window)
         processors = LogitsProcessorList()
         if params.presence_penalty or params.frequency_penalty:
             processors.append(_PresenceFrequencyPenalty(len(prompt_ids), params.presence_penalty,
                                                         params.frequency_penalty))
-        end_ids = sorted(set(self.end_ids) | set(params.stop_token_ids))
         sampling = params.temperature > 0
         kwargs: dict[str, Any] = dict(
             input_ids=torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
@@ -137,6 +166,4 @@ class TransformersLLM(chat_template.HFTokenizerPrompts, LLMEngine):
                     torch.manual_seed(params.seed)
                 self.model.generate(**kwargs)
 
-        detokenizer = Detokenizer(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), end_ids,
-                                  generation)
         return self.generating.stream(generate, streamer, detokenizer, generation)
