@@ -95,7 +95,11 @@ class ContinuousBatcher:
         if self.initializer is not None:
             self.initializer()
         while True:
-            self._join([s for s in self._newcomers() if not self._cancelled_while_waiting(s)])
+            newcomers = self._newcomers(wait=True)
+            while newcomers:
+                self._join([s for s in newcomers if not self._cancelled_while_waiting(s)])
+                # those that came while these prompts ran join before the step too: a step sooner
+                newcomers = self._newcomers(wait=False)
             self._leave([row for row, s in enumerate(self.running) if s.generation.cancelled.is_set()])
             if not self.running:
                 continue
@@ -106,10 +110,10 @@ class ContinuousBatcher:
                 continue
             self._leave([row for row, (s, t) in enumerate(zip(self.running, tokens, strict=True)) if s.add(t)])
 
-    def _newcomers(self) -> list[Sequence]:
-        """Those that may join now; when nothing runs, waits for one."""
+    def _newcomers(self, wait: bool) -> list[Sequence]:
+        """Those that may join now; with `wait`, when nothing runs, waits for one."""
         with self.arrived:
-            while not self.waiting and not self.running:
+            while wait and not self.waiting and not self.running:
                 self.arrived.wait()
             room = self.max_num_seqs - len(self.running)
             return [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
