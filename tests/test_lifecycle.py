@@ -47,8 +47,8 @@ def infer(http, uid, *args, **kwargs):
     return http.post("/v1/flexible/infers", json={"model": uid, "args": list(args), **kwargs})
 
 
-def test_kill_9_of_a_worker_fails_the_model_and_keeps_the_server(http):
-    pid = launch(http, "lc", "crashy")
+def test_kill_9_of_a_worker_with_restart_never_fails_the_model_and_keeps_the_server(http):
+    pid = launch(http, "lc", "crashy", restart="never")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(infer, http, "crashy", "sleep", seconds=30)
         assert wait_until(lambda: http.get("/v1/models/crashy").json()["status"] == "READY")
@@ -68,7 +68,7 @@ def test_kill_9_of_a_worker_fails_the_model_and_keeps_the_server(http):
     assert http.get("/status").status_code == 200
     # terminate, then launch again under the same uid
     assert http.delete("/v1/models/crashy").status_code == 200
-    new_pid = launch(http, "lc", "crashy")
+    new_pid = launch(http, "lc", "crashy", restart="never")
     assert new_pid != pid
     assert infer(http, "crashy", "sleep", seconds=0).json() == {"slept": 0}
     # a FAILED model may also be replaced by launching straight over it

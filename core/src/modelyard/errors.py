@@ -61,10 +61,15 @@ class ModelError(ModelyardError):
 
 
 class Unavailable(ModelyardError):
-    """The model cannot answer now: its worker died, is unhealthy or is not ready."""
+    """The model cannot answer now: its worker died, is unhealthy or is not ready. `retry_after`:
+    the seconds after which it may answer (a model that is launching or restarting)."""
 
     status = 503
     type = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 _BY_TYPE = {cls.type: cls for cls in (InvalidRequest, Unauthenticated, Forbidden, NotFound, Conflict, ModelError,

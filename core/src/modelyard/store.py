@@ -30,6 +30,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     last_used_at REAL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS launches (
+    uid TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    key_id TEXT,
+    registration TEXT,
+    launched_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL,
+    at REAL NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS model_events_by_uid ON model_events (uid, id);
 """
 # Columns added after a table's first release: (table, column, type).
 ADDED_COLUMNS = (("registrations", "key_id", "TEXT"),)

@@ -22,6 +22,7 @@ from modelyard_server import __version__
 from modelyard_server.auth import Authentication
 from modelyard_server.errors import install_error_handlers
 from modelyard_server.guard import RequestGuard, is_loopback, machine_names
+from modelyard_server.launches import LaunchLog
 from modelyard_server.local_backend import LocalProcessBackend
 from modelyard_server.plugin_routes import mount_plugin_routes
 from modelyard_server.routes import (
@@ -62,8 +63,11 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
                             check=lambda registration, key: settings.gates.check_registration(registration, plugins,
                                                                                                key))
         backend = LocalProcessBackend(home, settings.log_max_bytes, settings.log_backups)
-        supervisor = Supervisor(plugins, registry, backend, Virtualenvs(config.venv_dir(home)), settings)
+        supervisor = Supervisor(plugins, registry, backend, Virtualenvs(config.venv_dir(home)), LaunchLog(store),
+                                settings)
         supervisor.start()
+        # in the background: the server answers (models LAUNCHING) while they load
+        restoring = asyncio.get_running_loop().create_task(supervisor.restore(keys)) if settings.restore else None
         authentication.keys = keys
         flusher = asyncio.get_running_loop().create_task(_flush_key_uses(keys))
         announce_mode(settings, keys.enabled)
@@ -72,6 +76,8 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
             yield
         finally:
             flusher.cancel()
+            if restoring is not None:
+                restoring.cancel()
             await supervisor.shutdown()
             keys.flush_uses()
             store.close()

@@ -53,6 +53,9 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(exc.status, exc.message, exc.type)
         if exc.status == 401:
             response.headers["www-authenticate"] = "Bearer"
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["retry-after"] = str(retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -32,6 +32,8 @@ def register_commands(cli):
     @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None,
                   help="TLS certificate; use TLS or a proxy beyond loopback.")
     @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS key.")
+    @click.option("--restore/--no-restore", default=True, show_default=True,
+                  help="Launch again the models that were running when the server last stopped (or was killed).")
     def serve(host: str, port: int, log_level: str, access_log: bool, **options) -> None:
         """Start the modelyard server."""
         from modelyard_server.serve import run

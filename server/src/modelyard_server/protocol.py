@@ -61,6 +61,11 @@ class LaunchModelRequest(BaseModel):
     envs: dict[str, str] | None = None
     # seconds the model may take to load, from its worker's start (default MODELYARD_LAUNCH_TIMEOUT)
     launch_timeout: float | None = None
+    # "on-failure" (the default): a worker that dies is started again, with backoff and a bound;
+    # "never": its model stays FAILED
+    restart: str | None = None
+    # false: a restart of the server does not launch this model again
+    restore: bool | None = None
     # Launch parameters Xinference's client sends; modelyard accepts them when null (or trivially
     # satisfied) and answers 400 for a value it cannot honour yet.
     replica: int | None = None

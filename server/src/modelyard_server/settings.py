@@ -57,11 +57,16 @@ class Settings:
     max_upload_bytes: int = 25 << 20
     # Serve beyond loopback without keys (`--insecure-no-auth`).
     insecure_no_auth: bool = False
+    # Launch again, at start, the models that were running when the server last stopped (`--no-restore`: not).
+    restore: bool = True
+    # A worker that dies is started again at most restart_max times within restart_window seconds.
+    restart_max: int = 5
+    restart_window: float = 300.0
 
     @classmethod
     def from_env(cls, *, bind_host: str = config.DEFAULT_HOST, allow_launchers: Iterable[str] = (),
                  allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (),
-                 insecure_no_auth: bool = False) -> Settings:
+                 insecure_no_auth: bool = False, restore: bool = True) -> Settings:
         """The environment's settings, plus what `modelyard serve`'s options add."""
         config.stream_window()  # read by every worker: a bad value stops the server now, not each launch
         return cls(
@@ -77,6 +82,9 @@ class Settings:
             allowed_hosts=comma_list(os.environ.get("MODELYARD_ALLOWED_HOSTS")) + _split(allowed_hosts),
             cors_origins=comma_list(os.environ.get("MODELYARD_CORS_ORIGINS")) + _split(cors_origins),
             insecure_no_auth=insecure_no_auth,
+            restore=restore,
+            restart_max=int(_number("MODELYARD_RESTART_MAX", cls.restart_max, "restarts")),
+            restart_window=_seconds("MODELYARD_RESTART_WINDOW", cls.restart_window),
             max_body_bytes=_mebibytes("MODELYARD_MAX_BODY_MB", cls.max_body_bytes),
             max_upload_bytes=_mebibytes("MODELYARD_MAX_UPLOAD_MB", cls.max_upload_bytes),
         )

@@ -2,6 +2,12 @@
 
 It talks to workers only through a backend's small interface (spawn, and per worker: launch,
 call, stream, stop), so a distributed backend can replace the local one without touching routes.
+
+A worker that dies is started again (`restart: "on-failure"`, the default): after a short
+backoff, at most `restart_max` times within `restart_window` seconds, past which its model stays
+FAILED with the reason. Acknowledged launches are written to the state (`launches.LaunchLog`) and
+restored, in launch order, when the server starts again; every launch, exit, restart, restore and
+termination is one of the model's events.
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ import enum
 import logging
 import math
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard import venv
-from modelyard.errors import Conflict, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
+from modelyard.errors import Conflict, Forbidden, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
 from modelyard.keys import ApiKey
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
@@ -27,6 +34,7 @@ from modelyard.venv import Virtualenvs
 from modelyard.worker import protocol as wire
 from modelyard_server import gpus
 from modelyard_server.gates import require_admin
+from modelyard_server.launches import LaunchLog
 from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.settings import Settings
@@ -34,6 +42,9 @@ from modelyard_server.settings import Settings
 log = logging.getLogger(__name__)
 
 MODEL_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# seconds before each restart within the window: the first at once, as a crash is often a one-off
+RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+RESTART_POLICIES = ("on-failure", "never")
 
 
 class Status(str, enum.Enum):
@@ -41,6 +52,7 @@ class Status(str, enum.Enum):
     READY = "READY"
     UNHEALTHY = "UNHEALTHY"
     FAILED = "FAILED"
+    RESTARTING = "RESTARTING"
     TERMINATING = "TERMINATING"
 
 
@@ -69,6 +81,13 @@ class ModelRecord:
     history: list[dict[str, Any]] = field(
         default_factory=lambda: [{"stage": "queued", "progress": 0.0, "message": "", "at": time.time()}])
     worker: LocalWorker | None = None
+    restart: str = "on-failure"
+    restarts: int = 0  # how many times its worker was started again
+    restart_times: list[float] = field(default_factory=list)  # when, within the window
+    last_exit: dict[str, Any] | None = None  # its worker's last unexpected exit: code, signal, log tail
+    # what starting its worker again runs: (launch message, worker env, env plan, launch timeout)
+    start_args: tuple | None = None
+    retry_at: float | None = None  # while RESTARTING: when the next try starts
 
     def note_progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.history.append({"stage": stage, "progress": fraction, "message": message, "at": time.time()})
@@ -101,6 +120,9 @@ class ModelRecord:
             "virtualenv": self.env_key,
             "launched_by": self.launched_by,
             "packages": self.packages,
+            "restart": self.restart,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
         }
         if isinstance(reg, FlexibleRegistration):
             described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
@@ -116,15 +138,17 @@ class ModelRecord:
 
 class Supervisor:
     def __init__(self, plugins: Plugins, registry: Registry, backend: LocalProcessBackend,
-                 venvs: Virtualenvs, settings: Settings | None = None):
+                 venvs: Virtualenvs, launches: LaunchLog, settings: Settings | None = None):
         self.plugins = plugins
         self.registry = registry
         self.backend = backend
         self.venvs = venvs
+        self.launches = launches
         self.settings = settings or Settings()
         self.models: dict[str, ModelRecord] = {}
         self._starts: dict[str, asyncio.Task] = {}
         self._watch: asyncio.Task | None = None
+        self._closing = False
 
     def start(self) -> None:
         """Begin watching the workers' health; call from the running event loop."""
@@ -149,8 +173,11 @@ class Supervisor:
         return uid
 
     async def launch(self, request: LaunchModelRequest, wait_ready: bool = True,
-                     key: ApiKey | None = None) -> ModelRecord:
+                     key: ApiKey | None = None, restoring: bool = False) -> ModelRecord:
         check_name_length("model_name", request.model_name)
+        restart = request.restart or "on-failure"
+        if restart not in RESTART_POLICIES:
+            raise InvalidRequest(f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}.")
         timeout = self.settings.launch_timeout if request.launch_timeout is None else request.launch_timeout
         if not 0 < timeout < math.inf:
             raise InvalidRequest(f"launch_timeout must be a positive number of seconds, got {timeout!r}.")
@@ -175,7 +202,7 @@ class Supervisor:
                              engine=runner.name if runner.kind == "engine" else None,
                              launcher=runner.name if runner.kind == "launcher" else None, spec=runner.spec,
                              env_key=env.key if env is not None else None,
-                             launched_by=key.id if key is not None else None)
+                             launched_by=key.id if key is not None else None, restart=restart)
         self.models[uid] = record
         if env is not None:
             self.venvs.acquire(env.key, uid)  # before the build, so nobody removes it under us
@@ -192,10 +219,15 @@ class Supervisor:
                                                                    if registration.virtualenv else ()),
                                             *(request.virtual_env_packages or ())]),
         }
-        task = asyncio.get_running_loop().create_task(
-            self._start(record, launch, worker_env, env, timeout))
-        self._starts[uid] = task
-        task.add_done_callback(lambda t: (self._starts.pop(uid, None), t.cancelled() or t.exception()))
+        record.start_args = (launch, worker_env, env, timeout)
+        if request.restore is not False:  # acknowledged from here on: a restart of the server restores it
+            custom = None if entry.builtin else {"model_type": model_type.name,
+                                                 "model": registration.model_dump(mode="json")}
+            self.launches.record(uid, request.model_dump(mode="json", exclude_none=True) | {"model_uid": uid},
+                                 record.launched_by, custom)
+        self.launches.event(uid, "restored" if restoring else "launched", key_id=record.launched_by,
+                            model_name=request.model_name, restart=restart)
+        task = self._track(uid, self._start(record, *record.start_args))
         if wait_ready:
             try:
                 await asyncio.shield(task)
@@ -204,14 +236,71 @@ class Supervisor:
                     raise  # our own caller went away
                 raise LaunchFailed(f"Model {uid!r} was terminated while it was launching.") from None
             except LaunchFailed as exc:
+                if restoring:
+                    raise  # listed as FAILED, with the reason in its events; restored again next time
                 if self.models.get(uid) is record:
                     del self.models[uid]  # the caller gets the error; nothing is left to clean up
+                    self.launches.forget(uid)
                 raise LaunchFailed(f"Failed to launch model {uid!r}: {exc.message}") from None
         return record
 
+    def _track(self, uid: str, start: Any) -> asyncio.Task:
+        """Run a start of `uid`'s worker as a task that terminate() can cancel."""
+        task = asyncio.get_running_loop().create_task(start)
+        self._starts[uid] = task
+
+        def done(t: asyncio.Task) -> None:
+            if self._starts.get(uid) is t:
+                del self._starts[uid]
+            if not t.cancelled():
+                t.exception()  # retrieved: a failure is on the record already
+
+        task.add_done_callback(done)
+        return task
+
+    async def restore(self, keys: Any) -> None:
+        """Launch again what was launched before the server stopped, in launch order, each with the
+        security gates of now and the key that launched it (`keys`: the KeyStore)."""
+        for uid, body, key_id, custom in self.launches.restorable():
+            if uid in self.models:
+                continue
+            try:
+                key = None
+                if key_id is not None and keys.enabled:
+                    key = keys.get(key_id)
+                    if not key.usable(time.time()):
+                        raise Forbidden(f"the API key that launched it ({key_id}) is revoked or expired")
+                request = LaunchModelRequest.model_validate(body)
+                if custom is not None:
+                    self._register_again(custom, request.model_name, key)
+                await self.launch(request, wait_ready=False, key=key, restoring=True)
+            except (ModelyardError, ValueError) as exc:
+                reason = exc.message if isinstance(exc, ModelyardError) else str(exc)
+                log.warning("model %s was not restored: %s", uid, reason)
+                self.launches.event(uid, "restore_failed", reason=reason, key_id=key_id)
+
+    def _register_again(self, custom: dict[str, Any], model_name: str, key: ApiKey | None) -> None:
+        """A custom registration made without persist is gone with the old server: register it
+        again (unpersisted, with today's checks) so its model can be restored."""
+        try:
+            self.registry.get(custom["model_type"], model_name)
+        except NotFound:
+            self.registry.register(custom["model_type"], custom["model"], persist=False, key=key)
+
     async def _start(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str],
                      env: venv.EnvSpec | None, timeout: float) -> None:
+        try:
+            await self._start_worker(record, launch, envs, env, timeout)
+        except LaunchFailed as exc:
+            self._fail(record, exc.message)
+            self.launches.event(record.uid, "launch_failed", reason=exc.message)
+            raise
+
+    async def _start_worker(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str],
+                            env: venv.EnvSpec | None, timeout: float) -> None:
+        """Start the model's worker and load it; a failure ends the worker and raises LaunchFailed."""
         on_progress = record.note_progress
+        started = time.monotonic()
         try:
             python = None
             if env is not None:
@@ -232,13 +321,13 @@ class Supervisor:
             message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
             if record.worker is not None:  # stopped first: its last output is then in its log
                 await record.worker.stop(self.settings.stop_grace)
-            self._fail(record, message)
             raise LaunchFailed(message) from None
         record.methods = list(info.get("abilities", []))
         record.packages = dict(info.get("packages", {}))
-        record.status = Status.READY
+        record.status, record.error, record.retry_at = Status.READY, None, None
         record.note_progress("ready", 1.0, "ready")
-        worker.exited.add_done_callback(lambda f: self._on_exit(record, f.result()))
+        self.launches.event(record.uid, "ready", pid=worker.pid, seconds=round(time.monotonic() - started, 3))
+        worker.exited.add_done_callback(lambda f: self._on_exit(record, worker, f.result()))
 
     def _fail(self, record: ModelRecord, error: str) -> None:
         record.status, record.error = Status.FAILED, error
@@ -251,12 +340,50 @@ class Supervisor:
         if record.env_key is not None:
             self.venvs.release(record.env_key, record.uid)
 
-    def _on_exit(self, record: ModelRecord, code: int) -> None:
-        if record.status == Status.TERMINATING:
+    def _on_exit(self, record: ModelRecord, worker: LocalWorker, code: int) -> None:
+        if record.status == Status.TERMINATING or record.worker is not worker or self._closing:
             return
         record.exit_code = code
-        self._fail(record, f"the worker process (pid {record.pid}) exited with code {code}")
+        tail = log_tail(worker.log_path)
+        record.last_exit = {"code": code, "signal": _signal_name(code), "pid": worker.pid, "at": time.time(),
+                            "log_tail": tail}
+        reason = f"the worker process (pid {worker.pid}) exited with code {code}"
         log.warning("model %s: worker exited with code %s", record.uid, code)
+        self.launches.event(record.uid, "exited", reason=reason, code=code, signal=_signal_name(code), pid=worker.pid,
+                            log_tail=tail[-2000:])
+        if record.restart == "never":
+            self._fail(record, reason)
+            return
+        record.status, record.error, record.stderr_tail = Status.RESTARTING, reason, tail
+        self._track(record.uid, self._restart(record, reason))
+
+    async def _restart(self, record: ModelRecord, reason: str) -> None:
+        """Start the worker again with backoff, until it is READY or the tries in the window run out."""
+        window, most = self.settings.restart_window, self.settings.restart_max
+        while True:
+            now = time.monotonic()
+            record.restart_times = [t for t in record.restart_times if now - t < window]
+            if len(record.restart_times) >= most:
+                message = (f"{reason}; gave up after {len(record.restart_times)} restarts within {window:g} s "
+                           f"(MODELYARD_RESTART_MAX, MODELYARD_RESTART_WINDOW); relaunch it when fixed")
+                self._fail(record, message)
+                self.launches.event(record.uid, "gave_up", reason=message, restarts=record.restarts)
+                return
+            delay = RESTART_BACKOFF[min(len(record.restart_times), len(RESTART_BACKOFF) - 1)]
+            record.restart_times.append(now)
+            record.restarts += 1
+            record.retry_at = time.monotonic() + delay
+            self.launches.event(record.uid, "restarting", reason=reason, attempt=record.restarts,
+                                delay_seconds=delay)
+            await asyncio.sleep(delay)
+            record.worker = None
+            try:
+                await self._start_worker(record, *record.start_args)
+                return
+            except LaunchFailed as exc:
+                reason = f"its restart failed: {exc.message}"
+                record.error = reason
+                record.stderr_tail = log_tail(self.backend.log_path(record.uid))
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -277,6 +404,10 @@ class Supervisor:
                                  f"{model_type} models.")
         if record.status != Status.READY or record.worker is None:
             detail = f": {record.error}" if record.error else ""
+            if record.status in (Status.RESTARTING, Status.LAUNCHING):  # it will be back: say when to try
+                wait = max(1, math.ceil((record.retry_at or time.monotonic()) - time.monotonic()))
+                raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}. Try again shortly.",
+                                  retry_after=wait)
             raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}.")
         if method is not None and record.methods and method not in record.methods:  # before the round trip
             raise InvalidRequest(f"Model {uid!r} cannot {method}: its abilities are "
@@ -327,8 +458,12 @@ class Supervisor:
 
     # -- ending ---------------------------------------------------------------------------
 
-    async def terminate(self, uid: str) -> None:
+    async def terminate(self, uid: str, key: ApiKey | None = None, *, forget: bool = True) -> None:
+        """End the model. `forget=False` (a server that stops) keeps its launch to restore."""
         record = self.get(uid)
+        if forget:
+            self.launches.forget(uid)
+            self.launches.event(uid, "terminated", key_id=key.id if key is not None else None)
         record.status = Status.TERMINATING
         start = self._starts.get(uid)
         if start is not None:
@@ -341,6 +476,18 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         """End every worker; called when the server stops."""
+        self._closing = True
         if self._watch is not None:
             self._watch.cancel()
-        await asyncio.gather(*(self.terminate(uid) for uid in list(self.models)), return_exceptions=True)
+        await asyncio.gather(*(self.terminate(uid, forget=False) for uid in list(self.models)),
+                             return_exceptions=True)
+
+
+def _signal_name(code: int | None) -> str | None:
+    """SIGKILL for an exit code of -9 (a process ended by a signal)."""
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return None

@@ -7,7 +7,7 @@ import time
 
 from fastapi import APIRouter, Query, Request
 
-from modelyard.errors import InvalidRequest
+from modelyard.errors import InvalidRequest, NotFound
 from modelyard_server.auth import request_key, require_model, scoped, scopes
 from modelyard_server.local_backend import log_tail
 from modelyard_server.protocol import LaunchModelRequest
@@ -63,9 +63,23 @@ async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, l
     return {"model_uid": record.uid, "path": str(path), "lines": tail}
 
 
+@router.get("/{model_uid}/events")
+async def events(model_uid: str, request: Request) -> dict:
+    """The model's launches, exits, restarts, restores and termination, oldest first (kept after
+    it ended, the newest 200)."""
+    supervisor = server_state(request).supervisor
+    record = supervisor.models.get(model_uid)
+    require_model(request, model_uid, record.model_name if record is not None else None)
+    found = await asyncio.to_thread(supervisor.launches.events, model_uid)
+    if not found and record is None:
+        raise NotFound(f"No model with uid {model_uid!r} is running or has events. GET /v1/models lists the "
+                       "running models.")
+    return {"model_uid": model_uid, "events": found}
+
+
 @router.delete("/{model_uid}", openapi_extra=scopes("models:launch"))
 async def terminate(model_uid: str, request: Request) -> dict:
-    await server_state(request).supervisor.terminate(model_uid)
+    await server_state(request).supervisor.terminate(model_uid, request_key(request))
     return {"model_uid": model_uid, "terminated": True}
 
 
