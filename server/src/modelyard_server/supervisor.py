@@ -329,10 +329,13 @@ class Supervisor:
         self.launches.event(record.uid, "ready", pid=worker.pid, seconds=round(time.monotonic() - started, 3))
         worker.exited.add_done_callback(lambda f: self._on_exit(record, worker, f.result()))
 
-    def _fail(self, record: ModelRecord, error: str) -> None:
+    def _fail(self, record: ModelRecord, error: str, tail: str | None = None) -> None:
+        """`tail`: the worker's log tail, where the caller has just read it."""
         record.status, record.error = Status.FAILED, error
         record.note_progress("failed", record.progress["progress"], error)
-        if record.worker is not None:
+        if tail is not None:
+            record.stderr_tail = tail
+        elif record.worker is not None:
             record.stderr_tail = log_tail(record.worker.log_path)
         self._release_env(record)
 
@@ -349,10 +352,9 @@ class Supervisor:
                             "log_tail": tail}
         reason = f"the worker process (pid {worker.pid}) exited with code {code}"
         log.warning("model %s: worker exited with code %s", record.uid, code)
-        self.launches.event(record.uid, "exited", reason=reason, code=code, signal=_signal_name(code), pid=worker.pid,
-                            log_tail=tail[-2000:])
+        self.launches.event(record.uid, "exited", reason=reason, **{**record.last_exit, "log_tail": tail[-2000:]})
         if record.restart == "never":
-            self._fail(record, reason)
+            self._fail(record, reason, tail)
             return
         record.status, record.error, record.stderr_tail = Status.RESTARTING, reason, tail
         self._track(record.uid, self._restart(record, reason))

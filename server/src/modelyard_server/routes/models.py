@@ -68,10 +68,10 @@ async def events(model_uid: str, request: Request) -> dict:
     """The model's launches, exits, restarts, restores and termination, oldest first (kept after
     it ended, the newest 200)."""
     supervisor = server_state(request).supervisor
-    record = supervisor.models.get(model_uid)
-    require_model(request, model_uid, record.model_name if record is not None else None)
+    model_name = supervisor.model_name(model_uid)
+    require_model(request, model_uid, model_name)
     found = await asyncio.to_thread(supervisor.launches.events, model_uid)
-    if not found and record is None:
+    if not found and model_name is None:
         raise NotFound(f"No model with uid {model_uid!r} is running or has events. GET /v1/models lists the "
                        "running models.")
     return {"model_uid": model_uid, "events": found}
