@@ -249,7 +249,8 @@ def test_an_interrupted_build_never_looks_complete(tmp_path, wheelhouse):
     env = srv.home / "virtualenvs" / key
     (env / ".modelyard-complete").unlink()  # as if the server died mid-build
     (env / "bin" / "python").unlink()
-    srv = Server(srv.home, env=settings).start()
+    # not restored (a restore would rebuild it at once): this test launches it again itself
+    srv = Server(srv.home, env=settings, args=("--no-restore",)).start()
     with srv.http() as http:
         assert launch(http, "first").status_code == 404  # not persisted: register again
         register(http, "first", ["demo-pkg==1.0"], wheelhouse)

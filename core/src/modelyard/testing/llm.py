@@ -121,7 +121,8 @@ class LLMEngineSuite:
     def test_a_cancelled_stream_leaves_the_other_streams_unchanged(self, engine):
         prompts = [f"{self.PROMPT} {i}" for i in range(4)]
         solo = [self.generate(engine, p, max_tokens=self.MAX_TOKENS) for p in prompts]
-        leaving = Stream(engine.generate(f"{self.PROMPT} leaving", {"temperature": 0, "max_tokens": 256}))
+        leaving = Stream(engine.generate(f"{self.PROMPT} leaving", {"temperature": 0,
+                                                                     "max_tokens": max(64, self.MAX_TOKENS)}))
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             running = [pool.submit(self.generate, engine, p, max_tokens=self.MAX_TOKENS) for p in prompts]
             next(leaving)
