@@ -19,6 +19,11 @@ def torch_threads(given: object = None) -> int | None:
     return int(value) if value else None  # type: ignore[arg-type]
 
 
+def truthy(value: str | None) -> bool:
+    """Whether a setting's text says yes: 1, true, yes or on."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def omp_threads_from_env() -> None:
     """Call before torch loads: OpenMP reads its thread count per thread, from the environment,
     when torch loads, so `MODELYARD_TORCH_THREADS` becomes the count every thread sees."""

@@ -72,10 +72,21 @@ class Unavailable(ModelyardError):
         self.retry_after = retry_after
 
 
+class TooManyRequests(ModelyardError):
+    """The model has as many requests in flight as its launch allows (`request_limits`)."""
+
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: int | None = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 _BY_TYPE = {cls.type: cls for cls in (InvalidRequest, Unauthenticated, Forbidden, NotFound, Conflict, ModelError,
-                                        Unavailable)}
+                                        Unavailable, TooManyRequests)}
 _BY_STATUS = {cls.status: cls for cls in (InvalidRequest, Unauthenticated, Forbidden, NotFound, Conflict,
-                                            Unavailable)}
+                                            Unavailable, TooManyRequests)}
 
 
 def rebuild_error(error_type: str | None, status: int, message: str) -> ModelyardError:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pluggy
 
-from modelyard import hookspecs
+from modelyard import config, hookspecs
 from modelyard.engines import Engine, engine_key
 from modelyard.errors import InvalidRequest, NotFound
 from modelyard.types import ModelType
@@ -94,10 +94,6 @@ class PluginRecord:
         }
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _allow_list() -> frozenset[str] | None:
     raw = os.environ.get("MODELYARD_LOAD_PLUGINS")
     if raw is None:
@@ -114,7 +110,7 @@ def _short_error(exc: BaseException) -> str:
 
 
 def _tracer() -> Callable[[str], None] | None:
-    if not _truthy(os.environ.get("MODELYARD_TRACE_PLUGINS")):
+    if not config.truthy(os.environ.get("MODELYARD_TRACE_PLUGINS")):
         return None
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -142,7 +138,7 @@ class Plugins:
             self._add(module, PluginRecord(name=module_name, distribution="modelyard-core",
                                            module=module_name, builtin=True))
         if autoload is None:
-            autoload = not _truthy(os.environ.get("MODELYARD_DISABLE_PLUGIN_AUTOLOAD"))
+            autoload = not config.truthy(os.environ.get("MODELYARD_DISABLE_PLUGIN_AUTOLOAD"))
         self._load_entry_points(autoload)
         self._collect()
 

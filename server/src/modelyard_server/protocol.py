@@ -66,6 +66,9 @@ class LaunchModelRequest(BaseModel):
     restart: str | None = None
     # false: a restart of the server does not launch this model again
     restore: bool | None = None
+    # idle this long (seconds, or "10m"), the model is unloaded until a request names it again;
+    # -1 never (default MODELYARD_KEEP_ALIVE), 0 after each request
+    keep_alive: float | str | None = None
     # Launch parameters Xinference's client sends; modelyard accepts them when null (or trivially
     # satisfied) and answers 400 for a value it cannot honour yet.
     replica: int | None = None
@@ -73,7 +76,7 @@ class LaunchModelRequest(BaseModel):
     n_gpu: int | str | None = None
     gpu_idx: int | list[int] | None = None
     worker_ip: str | None = None
-    request_limits: int | None = None
+    request_limits: int | None = None  # the most requests in flight at once; the rest get a 429
     peft_model_config: dict[str, Any] | None = None
     replica_config: Any = None
     enable_thinking: bool | None = None
@@ -95,7 +98,7 @@ class LaunchModelRequest(BaseModel):
             problems.append("n_worker (only 1 worker per model is supported)")
         if self.worker_ip not in (None, "", "127.0.0.1", "localhost"):
             problems.append("worker_ip (this server runs every model on its own machine)")
-        for name in ("request_limits", "peft_model_config", "replica_config", "enable_thinking"):
+        for name in ("peft_model_config", "replica_config", "enable_thinking"):
             if getattr(self, name) is not None:
                 problems.append(f"{name} (not supported yet)")
         return problems

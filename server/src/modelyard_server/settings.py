@@ -62,11 +62,24 @@ class Settings:
     # A worker that dies is started again at most restart_max times within restart_window seconds.
     restart_max: int = 5
     restart_window: float = 300.0
+    # A model idle this long is unloaded (-1: never, 0: after each request); per launch `keep_alive`.
+    keep_alive: float = -1.0
+    # A request for a model that is loading waits this long for it, then gets a 503 with Retry-After.
+    load_wait: float = 120.0
+    # A request naming a registered or builtin model that is not running launches it.
+    load_on_demand: bool = False
+    # At most this many models loaded at once (0: no limit): the least recently used idle one is unloaded.
+    max_loaded_models: int = 0
+    # /metrics: whether it is kept at all, and whether it needs no key.
+    metrics: bool = True
+    metrics_public: bool = False
 
     @classmethod
     def from_env(cls, *, bind_host: str = config.DEFAULT_HOST, allow_launchers: Iterable[str] = (),
                  allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (),
-                 insecure_no_auth: bool = False, restore: bool = True) -> Settings:
+                 insecure_no_auth: bool = False, restore: bool = True, keep_alive: str | None = None,
+                 load_wait: float | None = None, load_on_demand: bool = False, max_loaded_models: int | None = None,
+                 metrics_public: bool = False) -> Settings:
         """The environment's settings, plus what `modelyard serve`'s options add."""
         config.stream_window()  # read by every worker: a bad value stops the server now, not each launch
         return cls(
@@ -85,9 +98,27 @@ class Settings:
             restore=restore,
             restart_max=int(_number("MODELYARD_RESTART_MAX", cls.restart_max, "restarts")),
             restart_window=_seconds("MODELYARD_RESTART_WINDOW", cls.restart_window),
+            keep_alive=_keep_alive(keep_alive if keep_alive is not None else os.environ.get("MODELYARD_KEEP_ALIVE")),
+            load_wait=load_wait if load_wait is not None else _seconds("MODELYARD_LOAD_WAIT", cls.load_wait),
+            load_on_demand=load_on_demand or config.truthy(os.environ.get("MODELYARD_LOAD_ON_DEMAND")),
+            max_loaded_models=max_loaded_models if max_loaded_models is not None else int(
+                _number("MODELYARD_MAX_LOADED_MODELS", cls.max_loaded_models, "models")),
+            metrics=os.environ.get("MODELYARD_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"),
+            metrics_public=metrics_public or config.truthy(os.environ.get("MODELYARD_METRICS_PUBLIC")),
             max_body_bytes=_mebibytes("MODELYARD_MAX_BODY_MB", cls.max_body_bytes),
             max_upload_bytes=_mebibytes("MODELYARD_MAX_UPLOAD_MB", cls.max_upload_bytes),
         )
+
+
+def _keep_alive(value: str | None) -> float:
+    if not value:
+        return Settings.keep_alive
+    from modelyard_server.supervisor import parse_keep_alive
+
+    try:
+        return parse_keep_alive(value.strip())
+    except Exception as exc:
+        raise SystemExit(f"MODELYARD_KEEP_ALIVE / --keep-alive: {exc}") from None
 
 
 def _mebibytes(name: str, default: int) -> int:

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from modelyard.errors import ModelyardError
 from modelyard.worker import protocol as wire
-from modelyard_server.auth import require_model
+from modelyard_server.auth import request_key, require_model
 from modelyard_server.errors import error_body
 
 T = TypeVar("T")
@@ -99,18 +99,21 @@ async def model_response(request: Request, uid: str, method: str, args: list[Any
 
     supervisor = server_state(request).supervisor
     require_model(request, uid, supervisor.model_name(uid))
+    key = request_key(request)
+    request.scope["modelyard.model"] = uid  # for the metrics' model label
     if form == "events":
         mode = wire.MODE_STREAM_JSON if shape_events is None else wire.MODE_STREAM
-        items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type, mode=mode))
+        items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type, mode=mode,
+                                                        key=key))
         return StreamingResponse(sse(items if shape_events is None else shape_events(items)),
                                  media_type="text/event-stream")
     if form == "bytes":
         items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type,
-                                                        mode=wire.MODE_STREAM))
+                                                        mode=wire.MODE_STREAM, key=key))
         return StreamingResponse(raw_bytes(items), media_type=media_type or "application/octet-stream")
     if form != "json":
         raise ValueError(f"unknown answer form {form!r}")
     mode = wire.MODE_JSON if shape is None else wire.MODE_RAW
     result = await cancel_on_disconnect(request, supervisor.call(uid, method, args, kwargs, model_type=model_type,
-                                                                 mode=mode))
+                                                                 mode=mode, key=key))
     return Response(result if shape is None else shape(result), media_type=media_type or "application/json")

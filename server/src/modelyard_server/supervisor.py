@@ -8,6 +8,12 @@ backoff, at most `restart_max` times within `restart_window` seconds, past which
 FAILED with the reason. Acknowledged launches are written to the state (`launches.LaunchLog`) and
 restored, in launch order, when the server starts again; every launch, exit, restart, restore and
 termination is one of the model's events.
+
+Every call is counted in flight on its model while it runs: `request_limits` at launch caps them
+(the rest get a 429), and a model idle for its `keep_alive` is unloaded (its worker stopped; it
+stays listed, `UNLOADED`) and loaded again by the next request that names it, which waits for it
+up to `load_wait`. `max_loaded_models` unloads the least recently used idle model to make room,
+and with `load_on_demand` a request naming a registered model that is not running launches it.
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard import venv
-from modelyard.errors import Conflict, Forbidden, InvalidRequest, LaunchFailed, ModelyardError, NotFound, Unavailable
-from modelyard.keys import ApiKey
+from modelyard.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LaunchFailed,
+    ModelyardError,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
+from modelyard.keys import ApiKey, parse_duration
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
 from modelyard.types import ModelSpec, Registration, a_model_of, check_name_length
@@ -45,6 +60,20 @@ MODEL_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # seconds before each restart within the window: the first at once, as a crash is often a one-off
 RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 RESTART_POLICIES = ("on-failure", "never")
+IDLE_CHECK_SECONDS = 0.2
+
+
+def parse_keep_alive(value: Any) -> float:
+    """Seconds from keep_alive's forms: a number, a duration ("10m"), -1 (never) or 0 (after each request)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (-1, 0):
+        return float(value)
+    if isinstance(value, str) and value.strip() in ("-1", "0"):
+        return float(value)
+    try:
+        return parse_duration(value)
+    except InvalidRequest:
+        raise InvalidRequest(f"keep_alive must be seconds, a duration such as '10m', -1 (never unload) or 0 (unload "
+                             f"after each request), got {value!r}.") from None
 
 
 class Status(str, enum.Enum):
@@ -53,6 +82,7 @@ class Status(str, enum.Enum):
     UNHEALTHY = "UNHEALTHY"
     FAILED = "FAILED"
     RESTARTING = "RESTARTING"
+    UNLOADED = "UNLOADED"
     TERMINATING = "TERMINATING"
 
 
@@ -88,6 +118,13 @@ class ModelRecord:
     # what starting its worker again runs: (launch message, worker env, env plan, launch timeout)
     start_args: tuple | None = None
     retry_at: float | None = None  # while RESTARTING: when the next try starts
+    keep_alive: float = -1.0  # seconds idle before it is unloaded; -1 never, 0 after each request
+    request_limit: int | None = None  # the most calls in flight at once (`request_limits`)
+    in_flight: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    load_seconds: float | None = None  # its last load, from its worker's start
+    # a load that requests wait for: a reload of an unloaded model, or a launch on demand
+    loading: asyncio.Task | None = None
 
     def note_progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.history.append({"stage": stage, "progress": fraction, "message": message, "at": time.time()})
@@ -123,6 +160,10 @@ class ModelRecord:
             "restart": self.restart,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "keep_alive": self.keep_alive,
+            "request_limits": self.request_limit,
+            "in_flight": self.in_flight,
+            "load_seconds": self.load_seconds,
         }
         if isinstance(reg, FlexibleRegistration):
             described.update(launcher=reg.launcher, launcher_args=reg.launcher_args, model_uri=reg.model_uri)
@@ -148,11 +189,13 @@ class Supervisor:
         self.models: dict[str, ModelRecord] = {}
         self._starts: dict[str, asyncio.Task] = {}
         self._watch: asyncio.Task | None = None
+        self._idle: asyncio.Task | None = None
         self._closing = False
 
     def start(self) -> None:
         """Begin watching the workers' health; call from the running event loop."""
         self._watch = asyncio.get_running_loop().create_task(self._watch_health())
+        self._idle = asyncio.get_running_loop().create_task(self._watch_idle())
 
     # -- launch ---------------------------------------------------------------------------
 
@@ -178,6 +221,11 @@ class Supervisor:
         restart = request.restart or "on-failure"
         if restart not in RESTART_POLICIES:
             raise InvalidRequest(f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}.")
+        keep_alive = self.settings.keep_alive if request.keep_alive is None else parse_keep_alive(request.keep_alive)
+        limit = request.request_limits
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidRequest(f"request_limits must be a positive integer (the most requests in flight at once), "
+                                 f"got {limit!r}.")
         timeout = self.settings.launch_timeout if request.launch_timeout is None else request.launch_timeout
         if not 0 < timeout < math.inf:
             raise InvalidRequest(f"launch_timeout must be a positive number of seconds, got {timeout!r}.")
@@ -202,7 +250,9 @@ class Supervisor:
                              engine=runner.name if runner.kind == "engine" else None,
                              launcher=runner.name if runner.kind == "launcher" else None, spec=runner.spec,
                              env_key=env.key if env is not None else None,
-                             launched_by=key.id if key is not None else None, restart=restart)
+                             launched_by=key.id if key is not None else None, restart=restart,
+                             keep_alive=keep_alive, request_limit=limit)
+        self._make_room(record)
         self.models[uid] = record
         if env is not None:
             self.venvs.acquire(env.key, uid)  # before the build, so nobody removes it under us
@@ -325,8 +375,10 @@ class Supervisor:
         record.methods = list(info.get("abilities", []))
         record.packages = dict(info.get("packages", {}))
         record.status, record.error, record.retry_at = Status.READY, None, None
+        record.load_seconds = round(time.monotonic() - started, 3)
+        record.last_used = time.monotonic()
         record.note_progress("ready", 1.0, "ready")
-        self.launches.event(record.uid, "ready", pid=worker.pid, seconds=round(time.monotonic() - started, 3))
+        self.launches.event(record.uid, "ready", pid=worker.pid, seconds=record.load_seconds)
         worker.exited.add_done_callback(lambda f: self._on_exit(record, worker, f.result()))
 
     def _fail(self, record: ModelRecord, error: str, tail: str | None = None) -> None:
@@ -400,7 +452,10 @@ class Supervisor:
         return record
 
     def ready_worker(self, uid: str, model_type: str | None = None, method: str | None = None) -> LocalWorker:
-        record = self.get(uid)
+        return self._ready(self.get(uid), model_type, method)
+
+    def _ready(self, record: ModelRecord, model_type: str | None, method: str | None) -> LocalWorker:
+        uid = record.uid
         if model_type is not None and record.model_type != model_type:
             raise InvalidRequest(f"Model {uid!r} is {a_model_of(record.model_type)}; this route serves "
                                  f"{model_type} models.")
@@ -417,12 +472,109 @@ class Supervisor:
         return record.worker
 
     async def call(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
-                   mode: str = wire.MODE_JSON) -> Any:
-        return await self.ready_worker(uid, model_type, method).call(method, args, kwargs, mode)
+                   mode: str = wire.MODE_JSON, key: ApiKey | None = None) -> Any:
+        record, worker = await self._acquire(uid, model_type, method, key)
+        try:
+            return await worker.call(method, args, kwargs, mode)
+        finally:
+            self._release(record)
 
-    def stream(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
-               mode: str = wire.MODE_STREAM_JSON) -> AsyncIterator[list[Any]]:
-        return self.ready_worker(uid, model_type, method).stream(method, args, kwargs, mode)
+    async def stream(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
+                     mode: str = wire.MODE_STREAM_JSON, key: ApiKey | None = None) -> AsyncIterator[list[Any]]:
+        """An async generator: the model is found (and loaded, or refused) at its first item."""
+        record, worker = await self._acquire(uid, model_type, method, key)
+        try:
+            async for batch in worker.stream(method, args, kwargs, mode):
+                yield batch
+        finally:
+            self._release(record)
+
+    async def _acquire(self, uid: str, model_type: str | None, method: str | None,
+                       key: ApiKey | None) -> tuple[ModelRecord, LocalWorker]:
+        """The model's worker for one call, counted in flight: loaded first if it is not (within
+        `load_wait`), refused with a 429 past its `request_limits`."""
+        record = self.models.get(uid)
+        if record is None:
+            if not self.settings.load_on_demand or model_type is None:
+                record = self.get(uid)  # raises NotFound
+            record = await self._launch_on_demand(uid, model_type, key)
+        if record.status == Status.UNLOADED:
+            self._load_again(record)
+        if record.loading is not None and record.status == Status.LAUNCHING:
+            await self._wait_loaded(record)
+        worker = self._ready(record, model_type, method)
+        if record.request_limit is not None and record.in_flight >= record.request_limit:
+            raise TooManyRequests(f"Model {uid!r} has {record.in_flight} requests in flight, as many as its "
+                                  f"request_limits ({record.request_limit}) allows; try again shortly.")
+        record.in_flight += 1
+        return record, worker
+
+    def _release(self, record: ModelRecord) -> None:
+        record.in_flight -= 1
+        record.last_used = time.monotonic()
+        if record.keep_alive == 0 and record.in_flight == 0 and record.status == Status.READY:
+            self._unload(record, "keep_alive 0: unloaded after its request")
+
+    async def _wait_loaded(self, record: ModelRecord) -> None:
+        loading = record.loading
+        try:
+            await asyncio.wait_for(asyncio.shield(loading), self.settings.load_wait)
+        except asyncio.TimeoutError:
+            raise Unavailable(f"Model {record.uid!r} is still loading after {self.settings.load_wait:g} s "
+                              "(MODELYARD_LOAD_WAIT); try again shortly.", retry_after=5) from None
+        except LaunchFailed:
+            pass  # _ready says how it failed
+
+    async def _launch_on_demand(self, uid: str, model_type: str, key: ApiKey | None) -> ModelRecord:
+        """A request named a model that is not running: launch the registered or builtin model of
+        that name with its defaults (the gates check it as any launch)."""
+        try:
+            self.registry.get(model_type, uid)
+        except NotFound:
+            raise NotFound(f"No model with uid {uid!r} is running, and no {model_type} model of that name is "
+                           "registered to launch on demand. GET /v1/models lists the running models.") from None
+        record = await self.launch(LaunchModelRequest(model_name=uid, model_type=model_type, model_uid=uid),
+                                   wait_ready=False, key=key)
+        record.loading = self._starts.get(uid)
+        return record
+
+    # -- idle models ----------------------------------------------------------------------
+
+    async def _watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_CHECK_SECONDS)
+            now = time.monotonic()
+            for record in list(self.models.values()):
+                if (record.status == Status.READY and record.keep_alive >= 0 and record.in_flight == 0
+                        and now - record.last_used >= record.keep_alive):
+                    self._unload(record, f"idle for {record.keep_alive:g} s (keep_alive)")
+
+    def _unload(self, record: ModelRecord, reason: str) -> None:
+        """Stop the model's worker; it stays listed, UNLOADED, and loads again when a request names it."""
+        worker = record.worker
+        record.status, record.worker, record.pid = Status.UNLOADED, None, None
+        record.note_progress("unloaded", 0.0, reason)
+        self.launches.event(record.uid, "unloaded", reason=reason)
+        if worker is not None:
+            self._track(f"{record.uid}/unload", worker.stop(self.settings.stop_grace))
+
+    def _load_again(self, record: ModelRecord) -> None:
+        self._make_room(record)
+        record.status = Status.LAUNCHING
+        record.note_progress("queued", 0.0, "loading again for a request")
+        self.launches.event(record.uid, "loading", reason="a request named it")
+        record.loading = self._track(record.uid, self._start(record, *record.start_args))
+
+    def _make_room(self, coming: ModelRecord) -> None:
+        """Within `max_loaded_models`: unload the least recently used idle model for `coming`."""
+        most = self.settings.max_loaded_models
+        if not most:
+            return
+        loaded = [r for r in self.models.values() if r is not coming and r.status in
+                  (Status.READY, Status.LAUNCHING, Status.RESTARTING, Status.UNHEALTHY)]
+        idle = sorted((r for r in loaded if r.status == Status.READY and r.in_flight == 0), key=lambda r: r.last_used)
+        for record in idle[:max(0, len(loaded) - most + 1)]:
+            self._unload(record, f"made room for {coming.uid!r} (max_loaded_models {most})")
 
     # -- health ---------------------------------------------------------------------------
 
@@ -479,8 +631,9 @@ class Supervisor:
     async def shutdown(self) -> None:
         """End every worker; called when the server stops."""
         self._closing = True
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._idle):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(*(self.terminate(uid, forget=False) for uid in list(self.models)),
                              return_exceptions=True)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from modelyard import download
 from modelyard.errors import LaunchFailed, ModelyardError
-from modelyard.plugins import Plugins, import_object
+from modelyard.plugins import Plugins, get_plugins, import_object
 from modelyard.registry import local_path
 from modelyard.types import ModelSpec
 from modelyard.types.flexible import FlexibleRegistration
@@ -31,7 +31,7 @@ def _import(kind: str, runner: dict[str, Any]) -> Any:
                            f"{type(exc).__name__}: {exc}") from exc
 
 
-def load_flexible(launch: dict[str, Any], plugins: Plugins, progress: Progress) -> LoadedModel:
+def load_flexible(launch: dict[str, Any], progress: Progress) -> LoadedModel:
     registration = FlexibleRegistration.model_validate(launch["registration"])
     if launch.get("model_path"):
         registration.model_uri = launch["model_path"]
@@ -86,7 +86,9 @@ def load_with_engine(launch: dict[str, Any], plugins: Plugins, progress: Progres
     return LoadedModel(model, model_type.methods(registration), {"engine": name, "model_path": path})
 
 
-def load_model(launch: dict[str, Any], plugins: Plugins, progress: Progress) -> LoadedModel:
+def load_model(launch: dict[str, Any], progress: Progress) -> LoadedModel:
     if launch["runner"]["kind"] == "launcher":
-        return load_flexible(launch, plugins, progress)
-    return load_with_engine(launch, plugins, progress)
+        # the launcher travels as an import path: no plugin needs loading (a restart is sooner back)
+        return load_flexible(launch, progress)
+    progress("loading", 0.75, "importing plugins")
+    return load_with_engine(launch, get_plugins(), progress)

@@ -31,7 +31,6 @@ from typing import Any
 
 from modelyard import config, jsonable
 from modelyard.errors import InvalidRequest, ModelError, ModelyardError
-from modelyard.plugins import get_plugins
 from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
@@ -63,9 +62,7 @@ class Worker:
 
     async def load(self, launch: dict[str, Any]) -> bool:
         try:
-            self.progress("loading", 0.75, "importing plugins")
-            self.loaded = await self.loop.run_in_executor(
-                self.pool, load_model, launch, get_plugins(), self.progress)
+            self.loaded = await self.loop.run_in_executor(self.pool, load_model, launch, self.progress)
             start = getattr(self.loaded.model, "start", None)
             if inspect.iscoroutinefunction(start):
                 await start()

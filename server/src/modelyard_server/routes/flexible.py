@@ -11,6 +11,7 @@ import json
 
 from fastapi import APIRouter, Request, Response
 
+from modelyard import config
 from modelyard.errors import InvalidRequest
 from modelyard_server.auth import scoped
 from modelyard_server.protocol import FLEXIBLE_INFER_BODY, JSON_OR_EVENTS
@@ -25,7 +26,7 @@ router = APIRouter(route_class=scoped("inference"))
     "requestBody": {"required": True, "content": {"application/json": {"schema": FLEXIBLE_INFER_BODY}}}})
 async def infer(request: Request) -> Response:
     # `stream` is read by hand: a declared query parameter costs a validation pass on every call.
-    stream = request.query_params.get("stream", "false").lower() in ("1", "true", "yes", "on")
+    stream = config.truthy(request.query_params.get("stream"))
     try:
         body = json.loads(await request.body())
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
