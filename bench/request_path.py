@@ -1,6 +1,6 @@
 """Bench: the cost of the request path to a flexible model, against a bare FastAPI app.
 
-    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3] [--compare REV] [--keys]
+    .venv/bin/python bench/request_path.py [--rounds 5] [--seconds 3] [--compare REV] [--keys] [--metrics-off]
 
 Starts a modelyard server with a trivial flexible model and a bare FastAPI + uvicorn echo app
 (same uvicorn settings), then measures requests/s and p50/p99 latency of POST /v1/flexible/infers
@@ -9,7 +9,10 @@ servers in the same run. Also: server start-to-ready time, idle RSS of the serve
 and the launch time of the trivial model. With `--compare REV`, the server of git revision REV
 (checked out in a temporary worktree) is measured too, in the same rounds, so a change's cost is
 its ratio next to REV's. With `--keys`, a third modelyard server has API keys on, and its requests
-carry an inference key: the key check's cost is its ratio next to the keyless server's.
+carry an inference key: the key check's cost is its ratio next to the keyless server's. With
+`--metrics-off`, another server runs with MODELYARD_METRICS=0: `ratio_rps_metrics_on_over_off_c*`
+is the metrics' cost, next to `spread_ratio_rps_c*` (the range of the metrics-on server's ratio to
+the bare app over the rounds: the run-to-run spread).
 Figures, never pass/fail.
 """
 
@@ -34,6 +37,12 @@ REPO = BENCH.parent
 JSON = {"content-type": "application/json"}
 PY = sys.executable
 BODY = json.dumps({"model": "echo", "args": ["hello world"]})
+
+
+def bench_env(prefix: str) -> dict[str, str]:
+    """A server environment with a fresh home that may launch the trivial model."""
+    return {**os.environ, "MODELYARD_HOME": tempfile.mkdtemp(prefix=prefix), "PYTHONPATH": str(BENCH),
+            "MODELYARD_ALLOWED_LAUNCHERS": "trivial_model.*"}
 
 
 def free_port() -> int:
@@ -104,11 +113,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--compare", metavar="REV", help="also measure git revision REV's server, interleaved")
     parser.add_argument("--keys", action="store_true", help="also measure a server with API keys on")
+    parser.add_argument("--metrics-off", action="store_true", help="also measure a server with metrics off")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
-    env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(BENCH),
-           "MODELYARD_ALLOWED_LAUNCHERS": "trivial_model.*"}
+    env = bench_env("modelyard-bench-")
     my_port, bare_port = free_port(), free_port()
     starts = []
     for _ in range(3):  # start-to-ready, median of three cold starts
@@ -140,6 +148,13 @@ def main() -> None:
             keyed = launch_echo(keys_port, admin)
             inference = keyed.post("/v1/keys", json={"scopes": ["inference"]}).json()["key"]
             setups.append(("modelyard_keys", keys_port, inference))
+        if args.metrics_off:
+            off_port = free_port()
+            off_env = {**env, "MODELYARD_HOME": tempfile.mkdtemp(prefix="modelyard-bench-nometrics-"),
+                       "MODELYARD_METRICS": "0"}
+            procs.append(serve(off_env, off_port))
+            launch_echo(off_port)
+            setups.append(("modelyard_metrics_off", off_port, None))
         http = launch_echo(my_port)
         launches = []
         for i in range(3):
@@ -178,6 +193,14 @@ def main() -> None:
                 ratios = [m["rps"] / b["rps"] for m, b in zip(results[(name, concurrency)],
                                                              results[("bare", concurrency)], strict=True)]
                 report[f"{prefix}_c{concurrency}"] = round(statistics.median(ratios), 3)
+                if name == "modelyard":
+                    report[f"spread_ratio_rps_c{concurrency}"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        if args.metrics_off:
+            for concurrency in (1, 16):
+                ratios = [on["rps"] / off["rps"] for on, off in zip(results[("modelyard", concurrency)],
+                                                                     results[("modelyard_metrics_off", concurrency)],
+                                                                     strict=True)]
+                report[f"ratio_rps_metrics_on_over_off_c{concurrency}"] = round(statistics.median(ratios), 3)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -21,12 +21,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from request_path import BENCH, BODY, JSON, PY, free_port, launch_echo
+from request_path import BODY, JSON, PY, bench_env, free_port, launch_echo
 
 
 def answering(http: httpx.Client, deadline: float) -> float:
@@ -69,9 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="modelyard-restore-bench-"))
-    env = {**os.environ, "MODELYARD_HOME": str(home), "PYTHONPATH": str(BENCH),
-           "MODELYARD_ALLOWED_LAUNCHERS": "trivial_model.*"}
+    env = bench_env("modelyard-restore-bench-")
     port = free_port()
     proc, _, _ = serve(env, port, restoring=False)
     launch_echo(port)

@@ -59,6 +59,14 @@ class Server(testing_server.Server):
         super().__init__(home, env={**fixtures, **(env or {})}, **kwargs)
 
 
+def flexible_server(home: Path, name: str, launcher: str, env: dict[str, str] | None = None) -> Server:
+    """A started server with flexible model `name` registered to `launcher`."""
+    server = Server(home, env=env).start()
+    with server.http() as http:
+        register_flexible(http, name, launcher)
+    return server
+
+
 def register_flexible(http: httpx.Client, name: str, launcher: str, launcher_args: dict | None = None,
                       persist: bool = False, **extra) -> httpx.Response:
     spec = {"model_name": name, "launcher": launcher, "model_uri": "/path/to/model",

@@ -142,7 +142,7 @@ def test_unsupported_launch_parameters(http, unique):
     name = unique("params")
     register_flexible(http, name, "edge_models.launcher")
     body = {"model_name": name, "model_type": "flexible"}
-    assert_error(http.post("/v1/models", json={**body, "replica": 2}), 400, "replica")
+    assert_error(http.post("/v1/models", json={**body, "replica": 0}), 400, "replica")
     assert_error(http.post("/v1/models", json={**body, "n_gpu": 1}), 400, "n_gpu")
     assert_error(http.post("/v1/models", json={**body, "model_format": "pytorch"}), 400, "model_format")
     assert_error(http.post("/v1/models", json={**body, "model_engine": "transformers"}), 400, "model_engine")

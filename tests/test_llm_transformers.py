@@ -404,3 +404,23 @@ def test_chat_on_a_model_without_the_chat_ability_is_refused_before_the_worker(l
         completed = http.post("/v1/completions", json={"model": "tiny-generate", "prompt": "Once", "max_tokens": 3})
         assert completed.status_code == 200 and completed.json()["usage"]["completion_tokens"] == 3
         http.delete("/v1/models/tiny-generate")
+
+
+def test_metrics_count_generated_tokens_and_time_the_first(llm, oai):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape():
+        with llm.http() as http:
+            text = http.get("/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    tokens, first_tokens = ("modelyard_generated_tokens_total", (("model", "tiny"),)), \
+        ("modelyard_time_to_first_token_seconds_count", (("model", "tiny"),))
+    before = scrape()
+    _, response = chat_text(oai, max_tokens=7)
+    _, _, chunks = stream_chat(oai, max_tokens=5, stream_options={"include_usage": True})
+    after = scrape()
+    generated = response.usage.completion_tokens + chunks[-1].usage.completion_tokens
+    assert after[tokens] - before.get(tokens, 0) == generated
+    assert after[first_tokens] - before.get(first_tokens, 0) == 1  # streamed requests only

@@ -10,7 +10,16 @@ import time
 
 import pytest
 
-from helpers import FIXTURE_LAUNCHERS, TESTS, Server, launch_tiny_llm, pid_alive, register_flexible, wait_until
+from helpers import (
+    FIXTURE_LAUNCHERS,
+    TESTS,
+    Server,
+    flexible_server,
+    launch_tiny_llm,
+    pid_alive,
+    register_flexible,
+    wait_until,
+)
 
 sys.path.insert(0, str(TESTS / "fixtures" / "llm"))
 import tiny_llama  # noqa: E402
@@ -47,9 +56,7 @@ def tiny_llm_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("restarts"), env=FAST).start()
-    with server.http() as http:
-        register_flexible(http, "lc", "lifecycle_models.launcher")
+    server = flexible_server(tmp_path_factory.mktemp("restarts"), "lc", "lifecycle_models.launcher", FAST)
     yield server
     server.stop()
 

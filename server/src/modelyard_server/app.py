@@ -24,6 +24,7 @@ from modelyard_server.errors import install_error_handlers
 from modelyard_server.guard import RequestGuard, is_loopback, machine_names
 from modelyard_server.launches import LaunchLog
 from modelyard_server.local_backend import LocalProcessBackend
+from modelyard_server.metrics import Metrics, MetricsMiddleware
 from modelyard_server.plugin_routes import mount_plugin_routes
 from modelyard_server.routes import (
     api_keys,
@@ -38,6 +39,7 @@ from modelyard_server.routes import (
     status,
     virtualenvs,
 )
+from modelyard_server.routes import metrics as metrics_routes
 from modelyard_server.settings import Settings
 from modelyard_server.state import ServerState
 from modelyard_server.supervisor import Supervisor
@@ -52,6 +54,7 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
     home = home or config.home()
     settings = settings or Settings.from_env()
     authentication = Authentication()
+    metrics = Metrics(lambda: app.state.modelyard.supervisor.models.values()) if settings.metrics else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -71,7 +74,7 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
         authentication.keys = keys
         flusher = asyncio.get_running_loop().create_task(_flush_key_uses(keys))
         announce_mode(settings, keys.enabled)
-        app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, keys, time.time())
+        app.state.modelyard = ServerState(home, plugins, store, registry, supervisor, keys, time.time(), metrics)
         try:
             yield
         finally:
@@ -88,11 +91,15 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
     for module in (openai_chat, openai_completions, openai_embeddings, rerank, flexible, models, registrations, engines,
                    status, virtualenvs, api_keys):
         app.include_router(module.router)
+    if metrics is not None:
+        app.include_router(metrics_routes.router(settings.metrics_public))
     uploads = mount_plugin_routes(app, get_plugins())
     app.add_middleware(RequestGuard, bind_host=settings.bind_host, allowed_hosts=settings.allowed_hosts,
                        cors_origins=settings.cors_origins, authentication=authentication,
                        max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes,
                        upload_paths=uploads)
+    if metrics is not None:  # outermost: requests the guard refuses are counted too
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

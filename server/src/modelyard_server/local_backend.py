@@ -147,6 +147,11 @@ class LocalWorker:
 
     # -- outgoing -------------------------------------------------------------------------
 
+    @property
+    def reachable(self) -> bool:
+        """False once its link has closed or its process exited (its exit may not be handled yet)."""
+        return not self.exited.done() and not self._reader_task.done()
+
     def _check_alive(self) -> None:
         if self.exited.done():
             raise WorkerGone(f"Model {self.uid!r} is unavailable: its worker process exited "
@@ -264,13 +269,14 @@ class LocalProcessBackend:
         self.log_max_bytes = log_max_bytes
         self.log_backups = log_backups
 
-    def log_path(self, uid: str) -> Path:
-        return self.logs / f"{uid}.log"
+    def log_path(self, uid: str, replica: int = 0) -> Path:
+        # "@" is no character of a uid: a replica's log never meets another model's
+        return self.logs / (f"{uid}.log" if replica == 0 else f"{uid}@{replica}.log")
 
     async def spawn(self, uid: str, *, python: str | None = None, env: dict[str, str] | None = None,
-                    on_progress: Callable[[str, float, str], None]) -> LocalWorker:
+                    on_progress: Callable[[str, float, str], None], replica: int = 0) -> LocalWorker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        log_path = self.log_path(uid)
+        log_path = self.log_path(uid, replica)
         remove_log(log_path, self.log_backups)
         read_end, write_end = open_pipe()
         try:
@@ -279,7 +285,8 @@ class LocalProcessBackend:
                  "--model-uid", uid],
                 stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
-                env={**worker_environment(), **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid})
+                env={**worker_environment(), **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid,
+                     "MODELYARD_REPLICA": str(replica)})
         except BaseException:
             os.close(read_end)
             raise

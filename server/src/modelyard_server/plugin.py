@@ -34,6 +34,17 @@ def register_commands(cli):
     @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS key.")
     @click.option("--restore/--no-restore", default=True, show_default=True,
                   help="Launch again the models that were running when the server last stopped (or was killed).")
+    @click.option("--keep-alive", default=None, metavar="DURATION",
+                  help="Unload a model idle this long (seconds or '10m'; -1 never, 0 after each request); a launch's "
+                       "keep_alive overrides it. Default MODELYARD_KEEP_ALIVE, else never.")
+    @click.option("--load-wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                  help="How long a request waits for its model to load before a 503 with Retry-After "
+                       "(default MODELYARD_LOAD_WAIT, else 120).")
+    @click.option("--load-on-demand", is_flag=True,
+                  help="A request naming a registered or builtin model that is not running launches it.")
+    @click.option("--max-loaded-models", type=click.IntRange(min=0), default=None, metavar="N",
+                  help="Keep at most N models loaded, unloading the least recently used (0: no limit).")
+    @click.option("--metrics-public", is_flag=True, help="Serve /metrics without an API key.")
     def serve(host: str, port: int, log_level: str, access_log: bool, **options) -> None:
         """Start the modelyard server."""
         from modelyard_server.serve import run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictInt
 
 from modelyard.types import Selection
 
@@ -68,15 +68,15 @@ class LaunchModelRequest(BaseModel):
     restore: bool | None = None
     # idle this long (seconds, or "10m"), the model is unloaded until a request names it again;
     # -1 never (default MODELYARD_KEEP_ALIVE), 0 after each request
-    keep_alive: float | str | None = None
+    keep_alive: Any = None  # checked by the supervisor: pydantic would take true for 1 second
     # Launch parameters Xinference's client sends; modelyard accepts them when null (or trivially
     # satisfied) and answers 400 for a value it cannot honour yet.
-    replica: int | None = None
+    replica: StrictInt | None = None  # worker processes of the model; calls go to the least busy
     n_worker: int | None = None
     n_gpu: int | str | None = None
     gpu_idx: int | list[int] | None = None
     worker_ip: str | None = None
-    request_limits: int | None = None  # the most requests in flight at once; the rest get a 429
+    request_limits: StrictInt | None = None  # the most requests in flight at once; the rest get a 429
     peft_model_config: dict[str, Any] | None = None
     replica_config: Any = None
     enable_thinking: bool | None = None
@@ -92,8 +92,6 @@ class LaunchModelRequest(BaseModel):
     def unsupported(self) -> list[str]:
         """The Xinference launch parameters set to values modelyard cannot honour yet."""
         problems = []
-        if self.replica not in (None, 1):
-            problems.append("replica (only 1 replica per model is supported)")
         if self.n_worker not in (None, 1):
             problems.append("n_worker (only 1 worker per model is supported)")
         if self.worker_ip not in (None, "", "127.0.0.1", "localhost"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from typing import Any
 
 from modelyard import config
 
@@ -12,9 +12,9 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def run(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT, log_level: str = "info",
-        access_log: bool = False, *, allow_launchers: Iterable[str] = (), allowed_hosts: Iterable[str] = (),
-        cors_origins: Iterable[str] = (), insecure_no_auth: bool = False, ssl_certfile: str | None = None,
-        ssl_keyfile: str | None = None, restore: bool = True) -> None:
+        access_log: bool = False, *, ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+        **options: Any) -> None:
+    """`options`: the settings `modelyard serve` sets (Settings.from_env's keywords)."""
     import uvicorn
 
     from modelyard_server.app import check_before_serving, create_app
@@ -26,8 +26,7 @@ def run(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT, log_le
     except ImportError:
         loop = "asyncio"
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(bind_host=host, allow_launchers=allow_launchers, allowed_hosts=allowed_hosts,
-                                 cors_origins=cors_origins, insecure_no_auth=insecure_no_auth, restore=restore)
+    settings = Settings.from_env(bind_host=host, **options)
     home = config.home()
     settings = check_before_serving(home, settings)
     uvicorn.run(create_app(home, settings), host=host, port=port, loop=loop, http="httptools", log_level=log_level,

@@ -11,6 +11,7 @@ from modelyard.keys import KeyStore
 from modelyard.plugins import Plugins
 from modelyard.registry import Registry
 from modelyard.store import Store
+from modelyard_server.metrics import Metrics
 from modelyard_server.supervisor import Supervisor
 
 
@@ -23,6 +24,7 @@ class ServerState:
     supervisor: Supervisor
     keys: KeyStore
     started_at: float
+    metrics: Metrics | None = None  # None with MODELYARD_METRICS=0
 
 
 def server_state(request: Request) -> ServerState:

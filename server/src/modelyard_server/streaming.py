@@ -14,6 +14,7 @@ from modelyard.errors import ModelyardError
 from modelyard.worker import protocol as wire
 from modelyard_server.auth import request_key, require_model
 from modelyard_server.errors import error_body
+from modelyard_server.metrics import MODEL_KEY
 
 T = TypeVar("T")
 
@@ -100,7 +101,7 @@ async def model_response(request: Request, uid: str, method: str, args: list[Any
     supervisor = server_state(request).supervisor
     require_model(request, uid, supervisor.model_name(uid))
     key = request_key(request)
-    request.scope["modelyard.model"] = uid  # for the metrics' model label
+    request.scope[MODEL_KEY] = uid  # for the metrics' model label
     if form == "events":
         mode = wire.MODE_STREAM_JSON if shape_events is None else wire.MODE_STREAM
         items = await first_then_rest(supervisor.stream(uid, method, args, kwargs, model_type=model_type, mode=mode,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import math
 import re
@@ -50,7 +51,7 @@ from modelyard.worker import protocol as wire
 from modelyard_server import gpus
 from modelyard_server.gates import require_admin
 from modelyard_server.launches import LaunchLog
-from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, log_tail
+from modelyard_server.local_backend import LocalProcessBackend, LocalWorker, WorkerGone, log_tail
 from modelyard_server.protocol import LaunchModelRequest
 from modelyard_server.settings import Settings
 
@@ -61,6 +62,7 @@ MODEL_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESTART_BACKOFF = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 RESTART_POLICIES = ("on-failure", "never")
 IDLE_CHECK_SECONDS = 0.2
+MAX_REPLICAS = 64
 
 
 def parse_keep_alive(value: Any) -> float:
@@ -86,6 +88,36 @@ class Status(str, enum.Enum):
     TERMINATING = "TERMINATING"
 
 
+# A model's status is its best replica's: it serves while any replica is READY.
+_BEST_FIRST = (Status.READY, Status.LAUNCHING, Status.RESTARTING, Status.UNHEALTHY, Status.FAILED)
+
+
+@dataclass
+class Replica:
+    """One worker process of a model, with its own health and restarts."""
+
+    index: int
+    status: Status = Status.LAUNCHING
+    worker: LocalWorker | None = None
+    error: str | None = None
+    in_flight: int = 0
+    chosen: int = 0  # when a call last went to it (a counter): ties go to the one chosen longest ago
+    restarts: int = 0  # how many times its worker was started again
+    restart_times: list[float] = field(default_factory=list)  # when, within the window
+    retry_at: float | None = None  # while RESTARTING: when the next try starts
+    last_exit: dict[str, Any] | None = None  # its worker's last unexpected exit: code, signal, log tail
+
+    @property
+    def pid(self) -> int | None:
+        return self.worker.pid if self.worker is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"replica": self.index, "pid": self.pid, "status": self.status.value, "error": self.error,
+                "in_flight": self.in_flight, "restarts": self.restarts,
+                "last_exit": None if self.last_exit is None else {k: v for k, v in self.last_exit.items()
+                                                                  if k != "log_tail"}}
+
+
 @dataclass
 class ModelRecord:
     uid: str
@@ -95,11 +127,10 @@ class ModelRecord:
     abilities: list[str]  # as declared: Xinference's vocabulary, kept whole
     engine: str | None = None
     launcher: str | None = None
-    status: Status = Status.LAUNCHING
+    replicas: list[Replica] = field(default_factory=lambda: [Replica(0)])
+    # the model's own state over its replicas': UNLOADED (no worker on purpose) or TERMINATING
+    state: Status | None = None
     created_at: float = field(default_factory=time.time)
-    pid: int | None = None
-    error: str | None = None
-    exit_code: int | None = None
     stderr_tail: str | None = None
     env_key: str | None = None
     spec: ModelSpec | None = None
@@ -110,21 +141,52 @@ class ModelRecord:
     # every stage the launch went through, so a client polling slowly still sees each one
     history: list[dict[str, Any]] = field(
         default_factory=lambda: [{"stage": "queued", "progress": 0.0, "message": "", "at": time.time()}])
-    worker: LocalWorker | None = None
     restart: str = "on-failure"
-    restarts: int = 0  # how many times its worker was started again
-    restart_times: list[float] = field(default_factory=list)  # when, within the window
-    last_exit: dict[str, Any] | None = None  # its worker's last unexpected exit: code, signal, log tail
-    # what starting its worker again runs: (launch message, worker env, env plan, launch timeout)
+    # what starting a worker again runs: (launch message, worker env, env plan, launch timeout)
     start_args: tuple | None = None
-    retry_at: float | None = None  # while RESTARTING: when the next try starts
     keep_alive: float = -1.0  # seconds idle before it is unloaded; -1 never, 0 after each request
     request_limit: int | None = None  # the most calls in flight at once (`request_limits`)
-    in_flight: int = 0
+    waiting: int = 0  # requests waiting for it to load
     last_used: float = field(default_factory=time.monotonic)
-    load_seconds: float | None = None  # its last load, from its worker's start
+    load_seconds: float | None = None  # its last load, from its workers' start
+    loads: int = 0  # how many times it was loaded (launch, reload after an unload)
     # a load that requests wait for: a reload of an unloaded model, or a launch on demand
     loading: asyncio.Task | None = None
+    tasks: set[asyncio.Task] = field(default_factory=set)  # its starts and restarts: terminate() cancels them
+
+    @property
+    def status(self) -> Status:
+        if self.state is not None:
+            return self.state
+        found = {replica.status for replica in self.replicas}
+        return next(status for status in _BEST_FIRST if status in found)
+
+    @property
+    def error(self) -> str | None:
+        if self.status == Status.READY:
+            return None
+        return next((replica.error for replica in self.replicas if replica.error), None)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(replica.in_flight for replica in self.replicas)
+
+    @property
+    def pid(self) -> int | None:
+        return next((replica.pid for replica in self.replicas if replica.pid is not None), None)
+
+    @property
+    def restarts(self) -> int:
+        return sum(replica.restarts for replica in self.replicas)
+
+    @property
+    def last_exit(self) -> dict[str, Any] | None:
+        exits = [replica.last_exit for replica in self.replicas if replica.last_exit is not None]
+        return max(exits, key=lambda e: e["at"]) if exits else None
+
+    @property
+    def retry_at(self) -> float | None:
+        return min((r.retry_at for r in self.replicas if r.retry_at is not None), default=None)
 
     def note_progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.history.append({"stage": stage, "progress": fraction, "message": message, "at": time.time()})
@@ -136,6 +198,7 @@ class ModelRecord:
 
     def describe(self) -> dict[str, Any]:
         reg = self.registration
+        last_exit = self.last_exit
         described = {
             "id": self.uid,
             "object": "model",
@@ -149,17 +212,18 @@ class ModelRecord:
             "model_engine": self.engine,
             "status": self.status.value,
             "pid": self.pid,
-            "replica": 1,
+            "replica": len(self.replicas),
+            "replicas": [replica.describe() for replica in self.replicas],
             "created": int(self.created_at),
             "error": self.error,
-            "exit_code": self.exit_code,
+            "exit_code": last_exit["code"] if last_exit else None,
             "stderr_tail": self.stderr_tail,
             "virtualenv": self.env_key,
             "launched_by": self.launched_by,
             "packages": self.packages,
             "restart": self.restart,
             "restarts": self.restarts,
-            "last_exit": self.last_exit,
+            "last_exit": last_exit,
             "keep_alive": self.keep_alive,
             "request_limits": self.request_limit,
             "in_flight": self.in_flight,
@@ -187,13 +251,14 @@ class Supervisor:
         self.launches = launches
         self.settings = settings or Settings()
         self.models: dict[str, ModelRecord] = {}
-        self._starts: dict[str, asyncio.Task] = {}
+        self._stopping: set[asyncio.Task] = set()  # unloaded workers on their way out
         self._watch: asyncio.Task | None = None
         self._idle: asyncio.Task | None = None
+        self._calls = itertools.count(1)
         self._closing = False
 
     def start(self) -> None:
-        """Begin watching the workers' health; call from the running event loop."""
+        """Begin watching the workers' health and idleness; call from the running event loop."""
         self._watch = asyncio.get_running_loop().create_task(self._watch_health())
         self._idle = asyncio.get_running_loop().create_task(self._watch_idle())
 
@@ -222,6 +287,10 @@ class Supervisor:
         if restart not in RESTART_POLICIES:
             raise InvalidRequest(f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}.")
         keep_alive = self.settings.keep_alive if request.keep_alive is None else parse_keep_alive(request.keep_alive)
+        replicas = 1 if request.replica is None else request.replica
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
+            raise InvalidRequest(f"replica must be a whole number from 1 to {MAX_REPLICAS} (the model's worker "
+                                 f"processes), got {replicas!r}.")
         limit = request.request_limits
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InvalidRequest(f"request_limits must be a positive integer (the most requests in flight at once), "
@@ -251,7 +320,8 @@ class Supervisor:
                              launcher=runner.name if runner.kind == "launcher" else None, spec=runner.spec,
                              env_key=env.key if env is not None else None,
                              launched_by=key.id if key is not None else None, restart=restart,
-                             keep_alive=keep_alive, request_limit=limit)
+                             keep_alive=keep_alive, request_limit=limit,
+                             replicas=[Replica(i) for i in range(replicas)])
         self._make_room(record)
         self.models[uid] = record
         if env is not None:
@@ -277,7 +347,7 @@ class Supervisor:
                                  record.launched_by, custom)
         self.launches.event(uid, "restored" if restoring else "launched", key_id=record.launched_by,
                             model_name=request.model_name, restart=restart)
-        task = self._track(uid, self._start(record, *record.start_args))
+        task = record.loading = self._track(record, self._start(record))
         if wait_ready:
             try:
                 await asyncio.shield(task)
@@ -294,14 +364,13 @@ class Supervisor:
                 raise LaunchFailed(f"Failed to launch model {uid!r}: {exc.message}") from None
         return record
 
-    def _track(self, uid: str, start: Any) -> asyncio.Task:
-        """Run a start of `uid`'s worker as a task that terminate() can cancel."""
+    def _track(self, record: ModelRecord, start: Any) -> asyncio.Task:
+        """Run a start of the model's workers as a task that terminate() can cancel."""
         task = asyncio.get_running_loop().create_task(start)
-        self._starts[uid] = task
+        record.tasks.add(task)
 
         def done(t: asyncio.Task) -> None:
-            if self._starts.get(uid) is t:
-                del self._starts[uid]
+            record.tasks.discard(t)
             if not t.cancelled():
                 t.exception()  # retrieved: a failure is on the record already
 
@@ -337,28 +406,45 @@ class Supervisor:
         except NotFound:
             self.registry.register(custom["model_type"], custom["model"], persist=False, key=key)
 
-    async def _start(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str],
-                     env: venv.EnvSpec | None, timeout: float) -> None:
-        try:
-            await self._start_worker(record, launch, envs, env, timeout)
-        except LaunchFailed as exc:
-            self._fail(record, exc.message)
-            self.launches.event(record.uid, "launch_failed", reason=exc.message)
-            raise
-
-    async def _start_worker(self, record: ModelRecord, launch: dict[str, Any], envs: dict[str, str],
-                            env: venv.EnvSpec | None, timeout: float) -> None:
-        """Start the model's worker and load it; a failure ends the worker and raises LaunchFailed."""
-        on_progress = record.note_progress
+    async def _start(self, record: ModelRecord) -> None:
+        """Start every replica of the model; if one fails to load, the model fails and the others end."""
         started = time.monotonic()
+        results = await asyncio.gather(*(self._start_worker(record, replica) for replica in record.replicas),
+                                       return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None:
+            record.load_seconds = round(time.monotonic() - started, 3)
+            record.loads += 1
+            record.last_used = time.monotonic()
+            record.note_progress("ready", 1.0, "ready")
+            self.launches.event(record.uid, "ready", pids=[r.pid for r in record.replicas],
+                                seconds=record.load_seconds)
+            return
+        if not isinstance(failure, LaunchFailed):
+            raise failure
+        for replica in record.replicas:
+            if replica.worker is not None and replica.status != Status.FAILED:
+                worker, replica.worker = replica.worker, None  # a stop on purpose: no restart
+                await worker.stop(self.settings.stop_grace)
+            replica.status, replica.error = Status.FAILED, failure.message
+        self._fail(record, failure.message)
+        self.launches.event(record.uid, "launch_failed", reason=failure.message)
+        raise failure
+
+    async def _start_worker(self, record: ModelRecord, replica: Replica) -> None:
+        """Start one worker of the model and load it; a failure ends the worker and raises LaunchFailed."""
+        launch, envs, env, timeout = record.start_args
+        on_progress = record.note_progress
+        replica.status = Status.LAUNCHING
         try:
             python = None
             if env is not None:
                 # the worker starts only once its env is complete
                 python = str(await asyncio.to_thread(self.venvs.ensure, env, on_progress))
             on_progress("loading", 0.7, "starting the worker")
-            worker = await self.backend.spawn(record.uid, python=python, env=envs, on_progress=on_progress)
-            record.worker, record.pid = worker, worker.pid
+            worker = await self.backend.spawn(record.uid, python=python, env=envs, on_progress=on_progress,
+                                              replica=replica.index)
+            replica.worker = worker
             try:  # counted from the worker's start: an env build reports its own progress and bounds
                 info = await asyncio.wait_for(worker.launch(launch), timeout)
             except asyncio.TimeoutError:
@@ -369,75 +455,75 @@ class Supervisor:
                                    "MODELYARD_LAUNCH_TIMEOUT) if it needs longer.") from None
         except Exception as exc:  # CancelledError (a terminate) passes through untouched
             message = exc.message if isinstance(exc, ModelyardError) else f"{type(exc).__name__}: {exc}"
-            if record.worker is not None:  # stopped first: its last output is then in its log
-                await record.worker.stop(self.settings.stop_grace)
+            if replica.worker is not None:  # stopped first: its last output is then in its log
+                await replica.worker.stop(self.settings.stop_grace)
+                record.stderr_tail = log_tail(replica.worker.log_path)
+            replica.status, replica.error = Status.FAILED, message
             raise LaunchFailed(message) from None
         record.methods = list(info.get("abilities", []))
         record.packages = dict(info.get("packages", {}))
-        record.status, record.error, record.retry_at = Status.READY, None, None
-        record.load_seconds = round(time.monotonic() - started, 3)
-        record.last_used = time.monotonic()
-        record.note_progress("ready", 1.0, "ready")
-        self.launches.event(record.uid, "ready", pid=worker.pid, seconds=record.load_seconds)
-        worker.exited.add_done_callback(lambda f: self._on_exit(record, worker, f.result()))
+        replica.status, replica.error, replica.retry_at = Status.READY, None, None
+        worker.exited.add_done_callback(lambda f: self._on_exit(record, replica, worker, f.result()))
 
-    def _fail(self, record: ModelRecord, error: str, tail: str | None = None) -> None:
-        """`tail`: the worker's log tail, where the caller has just read it."""
-        record.status, record.error = Status.FAILED, error
+    def _fail(self, record: ModelRecord, error: str) -> None:
+        """Every replica has failed for good: the model is FAILED, and its env is free to go."""
         record.note_progress("failed", record.progress["progress"], error)
-        if tail is not None:
-            record.stderr_tail = tail
-        elif record.worker is not None:
-            record.stderr_tail = log_tail(record.worker.log_path)
         self._release_env(record)
 
     def _release_env(self, record: ModelRecord) -> None:
         if record.env_key is not None:
             self.venvs.release(record.env_key, record.uid)
 
-    def _on_exit(self, record: ModelRecord, worker: LocalWorker, code: int) -> None:
-        if record.status == Status.TERMINATING or record.worker is not worker or self._closing:
-            return
-        record.exit_code = code
+    def _on_exit(self, record: ModelRecord, replica: Replica, worker: LocalWorker, code: int) -> None:
+        if record.state is not None or replica.worker is not worker or self._closing:
+            return  # ended on purpose: terminated, unloaded, or the server stops
         tail = log_tail(worker.log_path)
-        record.last_exit = {"code": code, "signal": _signal_name(code), "pid": worker.pid, "at": time.time(),
-                            "log_tail": tail}
+        replica.last_exit = {"code": code, "signal": _signal_name(code), "pid": worker.pid, "at": time.time(),
+                             "log_tail": tail}
+        record.stderr_tail = tail
         reason = f"the worker process (pid {worker.pid}) exited with code {code}"
-        log.warning("model %s: worker exited with code %s", record.uid, code)
-        self.launches.event(record.uid, "exited", reason=reason, **{**record.last_exit, "log_tail": tail[-2000:]})
+        log.warning("model %s (replica %d): worker exited with code %s", record.uid, replica.index, code)
+        self.launches.event(record.uid, "exited", reason=reason, replica=replica.index,
+                            **{**replica.last_exit, "log_tail": tail[-2000:]})
+        replica.worker, replica.error = None, reason
         if record.restart == "never":
-            self._fail(record, reason, tail)
+            replica.status = Status.FAILED
+            if record.status == Status.FAILED:
+                self._fail(record, reason)
             return
-        record.status, record.error, record.stderr_tail = Status.RESTARTING, reason, tail
-        self._track(record.uid, self._restart(record, reason))
+        replica.status = Status.RESTARTING
+        self._track(record, self._restart(record, replica, reason))
 
-    async def _restart(self, record: ModelRecord, reason: str) -> None:
-        """Start the worker again with backoff, until it is READY or the tries in the window run out."""
+    async def _restart(self, record: ModelRecord, replica: Replica, reason: str) -> None:
+        """Start the replica's worker again with backoff, until it is READY or the tries in the window run out."""
         window, most = self.settings.restart_window, self.settings.restart_max
         while True:
             now = time.monotonic()
-            record.restart_times = [t for t in record.restart_times if now - t < window]
-            if len(record.restart_times) >= most:
-                message = (f"{reason}; gave up after {len(record.restart_times)} restarts within {window:g} s "
+            replica.restart_times = [t for t in replica.restart_times if now - t < window]
+            if len(replica.restart_times) >= most:
+                message = (f"{reason}; gave up after {len(replica.restart_times)} restarts within {window:g} s "
                            f"(MODELYARD_RESTART_MAX, MODELYARD_RESTART_WINDOW); relaunch it when fixed")
-                self._fail(record, message)
-                self.launches.event(record.uid, "gave_up", reason=message, restarts=record.restarts)
+                replica.status, replica.error = Status.FAILED, message
+                if record.status == Status.FAILED:
+                    self._fail(record, message)
+                self.launches.event(record.uid, "gave_up", reason=message, replica=replica.index,
+                                    restarts=replica.restarts)
                 return
-            delay = RESTART_BACKOFF[min(len(record.restart_times), len(RESTART_BACKOFF) - 1)]
-            record.restart_times.append(now)
-            record.restarts += 1
-            record.retry_at = time.monotonic() + delay
-            self.launches.event(record.uid, "restarting", reason=reason, attempt=record.restarts,
-                                delay_seconds=delay)
+            delay = RESTART_BACKOFF[min(len(replica.restart_times), len(RESTART_BACKOFF) - 1)]
+            replica.restart_times.append(now)
+            replica.restarts += 1
+            replica.retry_at = time.monotonic() + delay
+            self.launches.event(record.uid, "restarting", reason=reason, replica=replica.index,
+                                attempt=replica.restarts, delay_seconds=delay)
             await asyncio.sleep(delay)
-            record.worker = None
             try:
-                await self._start_worker(record, *record.start_args)
-                return
+                await self._start_worker(record, replica)
             except LaunchFailed as exc:
                 reason = f"its restart failed: {exc.message}"
-                record.error = reason
-                record.stderr_tail = log_tail(self.backend.log_path(record.uid))
+                replica.status, replica.error = Status.RESTARTING, reason
+                continue
+            self.launches.event(record.uid, "ready", replica=replica.index, pid=replica.pid)
+            return
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -451,48 +537,71 @@ class Supervisor:
             raise NotFound(f"No model with uid {uid!r} is running. GET /v1/models lists the running models.")
         return record
 
-    def ready_worker(self, uid: str, model_type: str | None = None, method: str | None = None) -> LocalWorker:
-        return self._ready(self.get(uid), model_type, method)
-
-    def _ready(self, record: ModelRecord, model_type: str | None, method: str | None) -> LocalWorker:
+    def _ready(self, record: ModelRecord, model_type: str | None, method: str | None,
+               avoid: set[int] = frozenset()) -> Replica:
+        """The READY replica with the fewest calls in flight (of those, the one chosen longest ago),
+        skipping those in `avoid` and any whose worker has just died (its exit not yet handled)."""
         uid = record.uid
         if model_type is not None and record.model_type != model_type:
             raise InvalidRequest(f"Model {uid!r} is {a_model_of(record.model_type)}; this route serves "
                                  f"{model_type} models.")
-        if record.status != Status.READY or record.worker is None:
+        ready = [r for r in record.replicas if r.status == Status.READY and r.worker is not None
+                 and r.index not in avoid and (r.worker.reachable or len(record.replicas) == 1)]
+        if record.state is not None or not ready:
+            status = record.status
             detail = f": {record.error}" if record.error else ""
-            if record.status in (Status.RESTARTING, Status.LAUNCHING):  # it will be back: say when to try
+            if status in (Status.RESTARTING, Status.LAUNCHING):  # it will be back: say when to try
                 wait = max(1, math.ceil((record.retry_at or time.monotonic()) - time.monotonic()))
-                raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}. Try again shortly.",
-                                  retry_after=wait)
-            raise Unavailable(f"Model {uid!r} is {record.status.value}{detail}.")
+                raise Unavailable(f"Model {uid!r} is {status.value}{detail}. Try again shortly.", retry_after=wait)
+            raise Unavailable(f"Model {uid!r} is {status.value}{detail}.")
         if method is not None and record.methods and method not in record.methods:  # before the round trip
             raise InvalidRequest(f"Model {uid!r} cannot {method}: its abilities are "
                                  f"{', '.join(record.abilities) or 'none'} (it answers {', '.join(record.methods)}).")
-        return record.worker
+        return min(ready, key=lambda r: (r.in_flight, r.chosen))
 
     async def call(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
                    mode: str = wire.MODE_JSON, key: ApiKey | None = None) -> Any:
-        record, worker = await self._acquire(uid, model_type, method, key)
-        try:
-            return await worker.call(method, args, kwargs, mode)
-        finally:
-            self._release(record)
+        avoid: set[int] = set()
+        while True:
+            record, replica = await self._acquire(uid, model_type, method, key, avoid)
+            try:
+                return await replica.worker.call(method, args, kwargs, mode)
+            except WorkerGone:
+                # its worker died under the call: another replica answers it, if one is ready
+                avoid.add(replica.index)
+                if not self._others_ready(record, avoid):
+                    raise
+            finally:
+                self._release(record, replica)
 
     async def stream(self, uid: str, method: str, args: list, kwargs: dict, *, model_type: str | None = None,
                      mode: str = wire.MODE_STREAM_JSON, key: ApiKey | None = None) -> AsyncIterator[list[Any]]:
-        """An async generator: the model is found (and loaded, or refused) at its first item."""
-        record, worker = await self._acquire(uid, model_type, method, key)
-        try:
-            async for batch in worker.stream(method, args, kwargs, mode):
-                yield batch
-        finally:
-            self._release(record)
+        """An async generator: the model is found (and loaded, or refused) at its first item. A
+        replica that dies before its first item hands the stream to another that is ready."""
+        avoid: set[int] = set()
+        while True:
+            record, replica = await self._acquire(uid, model_type, method, key, avoid)
+            started = False
+            try:
+                async for batch in replica.worker.stream(method, args, kwargs, mode):
+                    started = True
+                    yield batch
+                return
+            except WorkerGone:
+                avoid.add(replica.index)
+                if started or not self._others_ready(record, avoid):
+                    raise
+            finally:
+                self._release(record, replica)
 
-    async def _acquire(self, uid: str, model_type: str | None, method: str | None,
-                       key: ApiKey | None) -> tuple[ModelRecord, LocalWorker]:
-        """The model's worker for one call, counted in flight: loaded first if it is not (within
-        `load_wait`), refused with a 429 past its `request_limits`."""
+    @staticmethod
+    def _others_ready(record: ModelRecord, avoid: set[int]) -> bool:
+        return any(r.status == Status.READY and r.index not in avoid for r in record.replicas)
+
+    async def _acquire(self, uid: str, model_type: str | None, method: str | None, key: ApiKey | None,
+                       avoid: set[int] = frozenset()) -> tuple[ModelRecord, Replica]:
+        """The replica for one call, counted in flight: the model is loaded first if it is not
+        (within `load_wait`), and refused with a 429 past its `request_limits`."""
         record = self.models.get(uid)
         if record is None:
             if not self.settings.load_on_demand or model_type is None:
@@ -500,30 +609,33 @@ class Supervisor:
             record = await self._launch_on_demand(uid, model_type, key)
         if record.status == Status.UNLOADED:
             self._load_again(record)
-        if record.loading is not None and record.status == Status.LAUNCHING:
+        if record.loading is not None and not record.loading.done() and record.status == Status.LAUNCHING:
             await self._wait_loaded(record)
-        worker = self._ready(record, model_type, method)
+        replica = self._ready(record, model_type, method, avoid)
         if record.request_limit is not None and record.in_flight >= record.request_limit:
             raise TooManyRequests(f"Model {uid!r} has {record.in_flight} requests in flight, as many as its "
-                                  f"request_limits ({record.request_limit}) allows; try again shortly.")
-        record.in_flight += 1
-        return record, worker
+                                  f"request_limits ({record.request_limit}) allows; try again shortly.", retry_after=1)
+        replica.in_flight += 1
+        replica.chosen = next(self._calls)
+        return record, replica
 
-    def _release(self, record: ModelRecord) -> None:
-        record.in_flight -= 1
+    def _release(self, record: ModelRecord, replica: Replica) -> None:
+        replica.in_flight -= 1
         record.last_used = time.monotonic()
         if record.keep_alive == 0 and record.in_flight == 0 and record.status == Status.READY:
             self._unload(record, "keep_alive 0: unloaded after its request")
 
     async def _wait_loaded(self, record: ModelRecord) -> None:
-        loading = record.loading
+        record.waiting += 1
         try:
-            await asyncio.wait_for(asyncio.shield(loading), self.settings.load_wait)
+            await asyncio.wait_for(asyncio.shield(record.loading), self.settings.load_wait)
         except asyncio.TimeoutError:
             raise Unavailable(f"Model {record.uid!r} is still loading after {self.settings.load_wait:g} s "
                               "(MODELYARD_LOAD_WAIT); try again shortly.", retry_after=5) from None
         except LaunchFailed:
             pass  # _ready says how it failed
+        finally:
+            record.waiting -= 1
 
     async def _launch_on_demand(self, uid: str, model_type: str, key: ApiKey | None) -> ModelRecord:
         """A request named a model that is not running: launch the registered or builtin model of
@@ -533,10 +645,8 @@ class Supervisor:
         except NotFound:
             raise NotFound(f"No model with uid {uid!r} is running, and no {model_type} model of that name is "
                            "registered to launch on demand. GET /v1/models lists the running models.") from None
-        record = await self.launch(LaunchModelRequest(model_name=uid, model_type=model_type, model_uid=uid),
-                                   wait_ready=False, key=key)
-        record.loading = self._starts.get(uid)
-        return record
+        return await self.launch(LaunchModelRequest(model_name=uid, model_type=model_type, model_uid=uid),
+                                 wait_ready=False, key=key)
 
     # -- idle models ----------------------------------------------------------------------
 
@@ -546,33 +656,40 @@ class Supervisor:
             now = time.monotonic()
             for record in list(self.models.values()):
                 if (record.status == Status.READY and record.keep_alive >= 0 and record.in_flight == 0
-                        and now - record.last_used >= record.keep_alive):
+                        and not record.tasks and now - record.last_used >= record.keep_alive):
                     self._unload(record, f"idle for {record.keep_alive:g} s (keep_alive)")
 
     def _unload(self, record: ModelRecord, reason: str) -> None:
-        """Stop the model's worker; it stays listed, UNLOADED, and loads again when a request names it."""
-        worker = record.worker
-        record.status, record.worker, record.pid = Status.UNLOADED, None, None
+        """Stop the model's workers; it stays listed, UNLOADED, and loads again when a request names it."""
+        record.state = Status.UNLOADED
+        for task in list(record.tasks):  # a replica's restart
+            task.cancel()
+        for replica in record.replicas:
+            worker, replica.worker = replica.worker, None
+            replica.status, replica.error, replica.retry_at = Status.LAUNCHING, None, None
+            if worker is not None:
+                stopping = asyncio.get_running_loop().create_task(worker.stop(self.settings.stop_grace))
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
         record.note_progress("unloaded", 0.0, reason)
         self.launches.event(record.uid, "unloaded", reason=reason)
-        if worker is not None:
-            self._track(f"{record.uid}/unload", worker.stop(self.settings.stop_grace))
 
     def _load_again(self, record: ModelRecord) -> None:
         self._make_room(record)
-        record.status = Status.LAUNCHING
+        record.state = None
         record.note_progress("queued", 0.0, "loading again for a request")
         self.launches.event(record.uid, "loading", reason="a request named it")
-        record.loading = self._track(record.uid, self._start(record, *record.start_args))
+        record.loading = self._track(record, self._start(record))
 
     def _make_room(self, coming: ModelRecord) -> None:
-        """Within `max_loaded_models`: unload the least recently used idle model for `coming`."""
+        """Within `max_loaded_models`: unload the least recently used idle models for `coming`."""
         most = self.settings.max_loaded_models
         if not most:
             return
-        loaded = [r for r in self.models.values() if r is not coming and r.status in
-                  (Status.READY, Status.LAUNCHING, Status.RESTARTING, Status.UNHEALTHY)]
-        idle = sorted((r for r in loaded if r.status == Status.READY and r.in_flight == 0), key=lambda r: r.last_used)
+        loaded = [r for r in self.models.values() if r is not coming and r.state is None
+                  and r.status != Status.FAILED]
+        idle = sorted((r for r in loaded if r.status == Status.READY and r.in_flight == 0 and not r.tasks),
+                      key=lambda r: r.last_used)
         for record in idle[:max(0, len(loaded) - most + 1)]:
             self._unload(record, f"made room for {coming.uid!r} (max_loaded_models {most})")
 
@@ -581,16 +698,18 @@ class Supervisor:
     async def _watch_health(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_interval)
-            records = [r for r in self.models.values() if r.status in (Status.READY, Status.UNHEALTHY)]
-            await asyncio.gather(*(self._check(r) for r in records), return_exceptions=True)
+            checks = [self._check(record, replica) for record in self.models.values() if record.state is None
+                      for replica in record.replicas if replica.status in (Status.READY, Status.UNHEALTHY)]
+            await asyncio.gather(*checks, return_exceptions=True)
 
-    async def _check(self, record: ModelRecord) -> None:
-        if record.worker is None:
+    async def _check(self, record: ModelRecord, replica: Replica) -> None:
+        worker = replica.worker
+        if worker is None:
             return
         try:
-            report = await record.worker.ping(self.settings.health_timeout)
+            report = await worker.ping(self.settings.health_timeout)
         except asyncio.TimeoutError:
-            problem = (f"its worker (pid {record.pid}) did not answer a health check within "
+            problem = (f"its worker (pid {worker.pid}) did not answer a health check within "
                        f"{self.settings.health_timeout:g} s")
         except Unavailable:
             return  # it exited: _on_exit reports that
@@ -599,16 +718,17 @@ class Supervisor:
             limit = self.settings.stall_timeout
             problem = (f"a call has made no progress for {stalled:.0f} s (limit {limit:g} s)"
                        if limit and stalled > limit else None)
-        if record.status not in (Status.READY, Status.UNHEALTHY):
-            return  # terminated or failed while we waited
+        if replica.worker is not worker or replica.status not in (Status.READY, Status.UNHEALTHY):
+            return  # terminated, unloaded or failed while we waited
         if problem is None:
-            if record.status == Status.UNHEALTHY:
-                log.warning("model %s is healthy again", record.uid)
-                record.status, record.error = Status.READY, None
+            if replica.status == Status.UNHEALTHY:
+                log.warning("model %s (replica %d) is healthy again", record.uid, replica.index)
+                replica.status, replica.error = Status.READY, None
             return
-        if record.status == Status.READY:
-            log.warning("model %s is unhealthy: %s", record.uid, problem)
-        record.status, record.error = Status.UNHEALTHY, f"unhealthy: {problem}; terminate it to free its resources"
+        if replica.status == Status.READY:
+            log.warning("model %s (replica %d) is unhealthy: %s", record.uid, replica.index, problem)
+        replica.status = Status.UNHEALTHY
+        replica.error = f"unhealthy: {problem}; terminate it to free its resources"
 
     # -- ending ---------------------------------------------------------------------------
 
@@ -618,12 +738,11 @@ class Supervisor:
         if forget:
             self.launches.forget(uid)
             self.launches.event(uid, "terminated", key_id=key.id if key is not None else None)
-        record.status = Status.TERMINATING
-        start = self._starts.get(uid)
-        if start is not None:
-            start.cancel()
-        if record.worker is not None:
-            await record.worker.stop(self.settings.stop_grace)
+        record.state = Status.TERMINATING
+        for task in list(record.tasks):
+            task.cancel()
+        await asyncio.gather(*(replica.worker.stop(self.settings.stop_grace) for replica in record.replicas
+                               if replica.worker is not None))
         self._release_env(record)
         if self.models.get(uid) is record:
             del self.models[uid]
@@ -635,7 +754,7 @@ class Supervisor:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(self.terminate(uid, forget=False) for uid in list(self.models)),
-                             return_exceptions=True)
+                             *self._stopping, return_exceptions=True)
 
 
 def _signal_name(code: int | None) -> str | None:

@@ -55,10 +55,14 @@ async def progress(model_uid: str, request: Request) -> dict:
 
 
 @router.get("/{model_uid}/logs")
-async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, le=10_000)) -> dict:
-    """The tail of the model's worker output (stdout and stderr)."""
+async def logs(model_uid: str, request: Request, lines: int = Query(100, ge=1, le=10_000),
+               replica: int = Query(0, ge=0)) -> dict:
+    """The tail of a worker's output (stdout and stderr): the model's first replica's, or `replica`'s."""
     record = server_state(request).supervisor.get(model_uid)
-    path = server_state(request).supervisor.backend.log_path(model_uid)
+    if replica >= len(record.replicas):
+        raise InvalidRequest(f"Model {model_uid!r} has {len(record.replicas)} replica(s), numbered from 0; "
+                             f"there is no replica {replica}.")
+    path = server_state(request).supervisor.backend.log_path(model_uid, replica)
     tail = await asyncio.to_thread(log_tail, path, lines, lines * 1024)  # up to 10 MiB: not on the event loop
     return {"model_uid": record.uid, "path": str(path), "lines": tail}
 

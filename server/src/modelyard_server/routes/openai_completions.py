@@ -7,8 +7,10 @@ from fastapi import APIRouter, Request, Response
 from modelyard.errors import InvalidRequest
 from modelyard_server import openai_shapes
 from modelyard_server.auth import scoped
+from modelyard_server.metrics import LlmMeter
 from modelyard_server.openai_protocol import CompletionRequest
 from modelyard_server.protocol import JSON_OR_EVENTS
+from modelyard_server.state import server_state
 from modelyard_server.streaming import model_response
 
 router = APIRouter(route_class=scoped("inference"))
@@ -22,7 +24,9 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
             raise InvalidRequest("prompt must be one string (a list of several prompts is not supported).")
         prompt = prompt[0]
     uid, usage = body.model, body.include_usage()
+    meter = LlmMeter(server_state(request).metrics, uid, request.scope)
     return await model_response(request, uid, "generate", [prompt, body.generate_config()], {}, model_type="LLM",
                                 form="events" if body.stream else "json",
-                                shape=lambda result: openai_shapes.completion(uid, result),
-                                shape_events=lambda items: openai_shapes.completion_chunks(uid, items, usage))
+                                shape=lambda result: openai_shapes.completion(uid, meter.whole(result)),
+                                shape_events=lambda items: openai_shapes.completion_chunks(uid, meter.stream(items),
+                                                                                           usage))
