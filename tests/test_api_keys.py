@@ -74,6 +74,7 @@ ROUTES = [
     ("GET", "/v1/models/{model_uid}/progress", "/v1/models/nope/progress", None, {"models:read"}),
     ("GET", "/v1/models/{model_uid}/logs", "/v1/models/nope/logs", None, {"models:read"}),
     ("GET", "/v1/models/{model_uid}/events", "/v1/models/nope/events", None, {"models:read"}),
+    ("GET", "/metrics", "/metrics", None, {"models:read"}),
     ("GET", "/v1/engines/{model_name}", "/v1/engines/nope", None, {"models:read"}),
     ("GET", "/v1/engines/{model_type}/{model_name}", "/v1/engines/LLM/nope", None, {"models:read"}),
     ("GET", "/v1/model_registrations/{model_type}", "/v1/model_registrations/flexible", None, {"models:read"}),

@@ -9,7 +9,7 @@ router has matched; a route that declares none needs `admin`.
 |---|---|
 | public | /status, /v1/cluster/auth, FastAPI's /openapi.json, /docs, /redoc |
 | inference | chat, completions, flexible infers; GET /v1/models (only the models the key may use) |
-| models:read | describe, progress, logs, engines, GET registrations |
+| models:read | describe, progress, logs, events, engines, GET registrations, /metrics (public with --metrics-public) |
 | models:launch | launch, terminate, cancel |
 | models:register | register, unregister |
 | admin | keys, plugins, virtualenvs, and every route that declares no scope |
