@@ -44,6 +44,27 @@ def events(http, uid):
     return [e["event"] for e in response.json()["events"]], response.json()["events"]
 
 
+def worker_args(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+def workers_of(server_pid):
+    """The pids of the worker processes the server started (spares too)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            if parent == server_pid and "modelyard.worker" in worker_args(int(entry)):
+                found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def status(http, uid):
     response = http.get(f"/v1/models/{uid}")
     return response.json()["status"] if response.status_code == 200 else response.status_code
@@ -143,6 +164,12 @@ def test_models_come_back_after_a_killed_server_and_after_a_clean_stop(tmp_path,
                 assert set(listed) == {"keeper", "tiny"}  # at once, while they load
                 assert wait_until(lambda: all(status(http, u) == "READY" for u in ("keeper", "tiny")), timeout=120)
                 assert infer(http, "keeper", seconds=0).json() == {"slept": 0}
+                # a spare worker, started before the server's app was imported, took it: its command
+                # line names no model, yet the model's variables reached it before its load
+                keeper_pid = http.get("/v1/models/keeper").json()["pid"]
+                assert worker_args(keeper_pid)[-2:] == ["--model-uid", ""]
+                assert http.post("/v1/flexible/infers", json={"model": "keeper", "args": ["environ"]}).json() == {
+                    "MODELYARD_MODEL_UID": "keeper", "MODELYARD_REPLICA": "0", "LC_MARK": None}
                 answer = http.post("/v1/completions", json={"model": "tiny", "prompt": "Once upon a time",
                                                             "max_tokens": 4, "temperature": 0})
                 assert answer.status_code == 200 and answer.json()["choices"][0]["text"]
@@ -179,5 +206,31 @@ def test_a_restored_launch_the_gates_now_refuse_fails_with_that_reason_in_its_ev
             failed = events(http, "gated")[1][-1]
             assert "MODELYARD_ALLOWED_LAUNCHERS" in failed["reason"]
             assert http.get("/v1/models/gated").status_code == 404
+            # the spare worker started for it was ended with the restore
+            server_pid = http.get("/status").json()["pid"]
+            assert wait_until(lambda: not workers_of(server_pid), timeout=10), workers_of(server_pid)
+    finally:
+        again.stop()
+
+
+def test_a_restored_launch_with_variables_of_its_own_starts_a_worker_of_its_own(tmp_path):
+    home, allowed = tmp_path / "home", {"MODELYARD_ALLOWED_ENVS": "LC_MARK"}
+    first = Server(home, env=allowed).start()
+    with first.http() as http:
+        register_flexible(http, "lc", "lifecycle_models.launcher", persist=True)
+        launch(http, "marked", envs={"LC_MARK": "1"})
+        launch(http, "plain")
+    first.stop(signal.SIGKILL)
+    again = Server(home, env=allowed).start()
+    try:
+        with again.http() as http:
+            assert wait_until(lambda: all(status(http, u) == "READY" for u in ("marked", "plain")), timeout=30)
+            marked = http.get("/v1/models/marked").json()["pid"]
+            assert worker_args(marked)[-2:] == ["--model-uid", "marked"]  # its variables were there at its start
+            assert http.post("/v1/flexible/infers", json={"model": "marked", "args": ["environ"]}).json() == {
+                "MODELYARD_MODEL_UID": "marked", "MODELYARD_REPLICA": "0", "LC_MARK": "1"}
+            assert worker_args(http.get("/v1/models/plain").json()["pid"])[-2:] == ["--model-uid", ""]
+            server_pid = http.get("/status").json()["pid"]
+            assert sorted(workers_of(server_pid)) == sorted([marked, http.get("/v1/models/plain").json()["pid"]])
     finally:
         again.stop()

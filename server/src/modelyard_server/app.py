@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 KEY_USE_FLUSH_SECONDS = 30.0
 
 
-def create_app(home: Path | None = None, settings: Settings | None = None) -> FastAPI:
+def create_app(home: Path | None = None, settings: Settings | None = None, spares: list | None = None) -> FastAPI:
+    """`spares`: workers started for the restore before the app was (serve.spares_for_restore)."""
     home = home or config.home()
     settings = settings or Settings.from_env()
     authentication = Authentication()
@@ -65,7 +66,7 @@ def create_app(home: Path | None = None, settings: Settings | None = None) -> Fa
         registry = Registry(plugins, store,
                             check=lambda registration, key: settings.gates.check_registration(registration, plugins,
                                                                                                key))
-        backend = LocalProcessBackend(home, settings.log_max_bytes, settings.log_backups)
+        backend = LocalProcessBackend(home, settings.log_max_bytes, settings.log_backups, spares)
         supervisor = Supervisor(plugins, registry, backend, Virtualenvs(config.venv_dir(home)), LaunchLog(store),
                                 settings)
         supervisor.start()

@@ -4,6 +4,14 @@ The worker runs in its own session (so its process group can be ended as a whole
 and stderr go through a pipe that a thread drains into its log file (worker_log.py). The
 socket is the lifeline both ways: the worker exits when it closes, and the server learns of a
 worker's death the moment it closes.
+
+Spare workers are started before their model is known (`start_spares`, at a restoring server's
+start, before the app is even imported): the interpreter's start and the worker's imports then
+overlap the server's own, and `spawn` hands a spare its model in the LAUNCH message instead of
+starting a process. Only a worker of the server's own Python whose launch sets no environment
+variables of its own takes a spare, since variables set after an interpreter's start do not all
+take effect (PYTHON*, LD_*, and what modelyard reads at import); a GPU placement does, as nothing
+in a worker touches a GPU before its model loads.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +62,9 @@ class LocalWorker:
 
     def __init__(self, uid: str, process: subprocess.Popen, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, log_path: Path, log_writer: LogWriter,
-                 on_progress: Callable[[str, float, str], None]):
+                 on_progress: Callable[[str, float, str], None], environ: dict[str, str] | None = None):
         self.uid = uid
+        self.environ = environ  # a spare's: the variables its LAUNCH sets before the model loads
         self.process = process
         self.pid = process.pid
         self.writer = writer
@@ -167,7 +177,7 @@ class LocalWorker:
         await p.send_bytes(self.writer, packed)
 
     async def launch(self, launch: dict[str, Any]) -> dict[str, Any]:
-        await p.send(self.writer, [p.LAUNCH, launch])
+        await p.send(self.writer, [p.LAUNCH, launch if self.environ is None else {**launch, "environ": self.environ}])
         return await self.ready
 
     async def call(self, method: str, args: list, kwargs: dict, mode: str = p.MODE_JSON) -> Any:
@@ -248,6 +258,54 @@ class LocalWorker:
         return await self.exited
 
 
+# What a launch may set in a spare's environment; any other variable needs a fresh process.
+SPARE_VARIABLES = frozenset({"CUDA_VISIBLE_DEVICES"})
+MAX_SPARES = 8
+
+
+@dataclass
+class Spare:
+    """A worker started before its model: it waits on its socket for the LAUNCH that names it."""
+
+    process: subprocess.Popen
+    ours: socket.socket
+    read_end: int  # its output, drained into the log of the model it is given
+
+    def end(self) -> None:
+        self.ours.close()  # its lifeline: it exits on its own
+        if self.process.poll() is None:  # once reaped, its id may be another's
+            _signal_group(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        os.close(self.read_end)
+
+
+def start_spares(count: int) -> list[Spare]:
+    """`count` (at most MAX_SPARES) workers of the server's own Python, without a model yet."""
+    spares = []
+    for _ in range(min(count, MAX_SPARES)):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        read_end, write_end = open_pipe()
+        try:
+            process = _start_worker_process(sys.executable, theirs, write_end, {})
+        except OSError:
+            ours.close()
+            os.close(read_end)
+            break
+        finally:
+            theirs.close()
+            os.close(write_end)
+        spares.append(Spare(process, ours, read_end))
+    return spares
+
+
+def _start_worker_process(python: str, theirs: socket.socket, write_end: int, env: dict[str, str],
+                          uid: str = "") -> subprocess.Popen:
+    return subprocess.Popen(
+        [python, "-m", "modelyard.worker", "--fd", str(theirs.fileno()), "--model-uid", uid],
+        stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
+        start_new_session=True, env={**worker_environment(), **env, "PYTHONUNBUFFERED": "1"})
+
+
 def worker_environment() -> dict[str, str]:
     """The server's environment less its keys: a model's code never sees them."""
     return {k: v for k, v in os.environ.items() if k not in config.SECRET_VARIABLES}
@@ -263,36 +321,53 @@ def _signal_group(pgid: int, sig: int) -> None:
 class LocalProcessBackend:
     """Spawns workers on this machine."""
 
-    def __init__(self, home: Path, log_max_bytes: int = 64 << 20, log_backups: int = 5):
+    def __init__(self, home: Path, log_max_bytes: int = 64 << 20, log_backups: int = 5,
+                 spares: list[Spare] | None = None):
         self.logs = home / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.log_max_bytes = log_max_bytes
         self.log_backups = log_backups
+        self.spares = list(spares or ())
 
     def log_path(self, uid: str, replica: int = 0) -> Path:
         # "@" is no character of a uid: a replica's log never meets another model's
         return self.logs / (f"{uid}.log" if replica == 0 else f"{uid}@{replica}.log")
 
+    def end_spares(self) -> None:
+        """End the spares nobody took (the restore is done)."""
+        while self.spares:
+            self.spares.pop().end()
+
+    def _take_spare(self, python: str | None, env: dict[str, str]) -> Spare | None:
+        if python is not None or not env.keys() <= SPARE_VARIABLES:
+            return None
+        while self.spares:
+            spare = self.spares.pop(0)
+            if spare.process.poll() is None:
+                return spare
+            spare.end()
+        return None
+
     async def spawn(self, uid: str, *, python: str | None = None, env: dict[str, str] | None = None,
                     on_progress: Callable[[str, float, str], None], replica: int = 0) -> LocalWorker:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        own = {**(env or {}), "MODELYARD_MODEL_UID": uid, "MODELYARD_REPLICA": str(replica)}
         log_path = self.log_path(uid, replica)
         remove_log(log_path, self.log_backups)
-        read_end, write_end = open_pipe()
-        try:
-            process = subprocess.Popen(
-                [python or sys.executable, "-m", "modelyard.worker", "--fd", str(theirs.fileno()),
-                 "--model-uid", uid],
-                stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
-                pass_fds=(theirs.fileno(),), start_new_session=True,
-                env={**worker_environment(), **(env or {}), "PYTHONUNBUFFERED": "1", "MODELYARD_MODEL_UID": uid,
-                     "MODELYARD_REPLICA": str(replica)})
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            theirs.close()
-            os.close(write_end)  # the worker holds the only write end now: EOF means it (and its children) left
+        spare = self._take_spare(python, env or {})
+        if spare is not None:
+            process, ours, read_end, environ = spare.process, spare.ours, spare.read_end, own
+        else:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            read_end, write_end = open_pipe()
+            try:
+                process = _start_worker_process(python or sys.executable, theirs, write_end, own, uid)
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                theirs.close()
+                os.close(write_end)  # the worker holds the only write end now: EOF means it (and its children) left
+            environ = None
         log_writer = LogWriter(read_end, log_path, self.log_max_bytes, self.log_backups)
         try:
             reader, writer = await asyncio.open_unix_connection(sock=ours)
@@ -300,4 +375,4 @@ class LocalProcessBackend:
             _signal_group(process.pid, signal.SIGKILL)
             ours.close()
             raise
-        return LocalWorker(uid, process, reader, writer, log_path, log_writer, on_progress)
+        return LocalWorker(uid, process, reader, writer, log_path, log_writer, on_progress, environ)

@@ -379,24 +379,31 @@ class Supervisor:
 
     async def restore(self, keys: Any) -> None:
         """Launch again what was launched before the server stopped, in launch order, each with the
-        security gates of now and the key that launched it (`keys`: the KeyStore)."""
-        for uid, body, key_id, custom in self.launches.restorable():
-            if uid in self.models:
-                continue
-            try:
-                key = None
-                if key_id is not None and keys.enabled:
-                    key = keys.get(key_id)
-                    if not key.usable(time.time()):
-                        raise Forbidden(f"the API key that launched it ({key_id}) is revoked or expired")
-                request = LaunchModelRequest.model_validate(body)
-                if custom is not None:
-                    self._register_again(custom, request.model_name, key)
-                await self.launch(request, wait_ready=False, key=key, restoring=True)
-            except (ModelyardError, ValueError) as exc:
-                reason = exc.message if isinstance(exc, ModelyardError) else str(exc)
-                log.warning("model %s was not restored: %s", uid, reason)
-                self.launches.event(uid, "restore_failed", reason=reason, key_id=key_id)
+        security gates of now and the key that launched it (`keys`: the KeyStore). The spare
+        workers started for it are ended once every restored model has started or failed."""
+        starts = []
+        try:
+            for uid, body, key_id, custom in self.launches.restorable():
+                if uid in self.models:
+                    continue
+                try:
+                    key = None
+                    if key_id is not None and keys.enabled:
+                        key = keys.get(key_id)
+                        if not key.usable(time.time()):
+                            raise Forbidden(f"the API key that launched it ({key_id}) is revoked or expired")
+                    request = LaunchModelRequest.model_validate(body)
+                    if custom is not None:
+                        self._register_again(custom, request.model_name, key)
+                    starts.append((await self.launch(request, wait_ready=False, key=key, restoring=True)).loading)
+                except (ModelyardError, ValueError) as exc:
+                    reason = exc.message if isinstance(exc, ModelyardError) else str(exc)
+                    log.warning("model %s was not restored: %s", uid, reason)
+                    self.launches.event(uid, "restore_failed", reason=reason, key_id=key_id)
+            if starts:
+                await asyncio.wait(starts)
+        finally:
+            self.backend.end_spares()
 
     def _register_again(self, custom: dict[str, Any], model_name: str, key: ApiKey | None) -> None:
         """A custom registration made without persist is gone with the old server: register it

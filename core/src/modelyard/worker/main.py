@@ -408,6 +408,9 @@ async def serve(fd: int) -> bool:
     first = await anext(incoming, None)
     if first is None or first[0] != p.LAUNCH:
         return False
+    # A spare worker (started before its model was known) learns its model's variables here,
+    # before any of the model's code is imported.
+    os.environ.update(first[1].pop("environ", None) or {})
     early: list[list[Any]] = []
     loaded = asyncio.Event()
 

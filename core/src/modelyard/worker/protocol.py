@@ -4,6 +4,7 @@ msgpack is self-delimiting, so a streaming unpacker is the framing. Every messag
 first item is its kind.
 
 server -> worker   [LAUNCH, launch]                      first message: what to load
+                                                         (a spare's also holds its `environ`)
                    [CALL, rid, method, args, kwargs, mode]
                    [CANCEL, rid]
                    [CREDIT, rid, n]                      n more chunks of a stream may come
