@@ -96,7 +96,7 @@ def main(home: Path) -> None:
             "image": launch("image", "fixture-image"),
             "audio": launch("audio", "fixture-audio", model_engine="FIXTURE"),
             "video": launch("video", "fixture-video", model_engine="fixture", **catalogue_path),
-            "vllm-embedding": launch("embedding", "fixture-embed", model_uid="vllm-embed", model_engine="vLLM",
+            "twin-embedding": launch("embedding", "fixture-embed", model_uid="twin-embed", model_engine="Twin",
                                      **catalogue_path),
         }
         out["refused_launch_option"] = launch("embedding", "fixture-embed", model_uid="bad-option",
@@ -108,7 +108,7 @@ def main(home: Path) -> None:
             "embed_refused": call("fixture-embed", "embed", ["x"], pooling="cls"),
             "embed_shorter": call("fixture-embed", "embed", ["x"], dimensions=2),
             "embed_bad_input": call("fixture-embed", "embed", []),
-            "vllm_embed": call("vllm-embed", "embed", ["abc"]),
+            "twin_embed": call("twin-embed", "embed", ["abc"]),
             "rerank": call("fixture-rerank", "rerank", ["red fox", "blue sky", "the red sky"], "red sky",
                            top_n=2, return_documents=True),
             "text_to_image": call("fixture-image", "text_to_image", "a cat", n=2, size="4x3", seed=5),

@@ -29,7 +29,7 @@ def probe(tmp_path_factory):
 @pytest.mark.parametrize(("key", "engine", "methods"), [
     ("embedding", "fixture", ["embed"]), ("rerank", "fixture", ["rerank"]),
     ("image", "fixture", ["text_to_image", "image_to_image"]), ("audio", "fixture", ["transcribe", "speech"]),
-    ("video", "fixture", ["text_to_video"]), ("vllm-embedding", "vllm", ["embed"])])
+    ("video", "fixture", ["text_to_video"]), ("twin-embedding", "twin", ["embed"])])
 def test_every_type_launches_from_its_xinference_template(probe, key, engine, methods):
     described = probe["described"][key]
     assert described["status"] == "READY", described
@@ -53,14 +53,14 @@ def test_numpy_vectors_travel_as_float32_and_the_server_never_imports_numpy(prob
     assert "fastapi" in probe["server_modules"]
 
 
-def test_one_plugin_names_vllm_for_two_types_with_two_implementations(probe):
+def test_one_plugin_names_an_engine_for_two_types_with_two_implementations(probe):
     # lists from the engine, a float32 matrix on the link like every engine's vectors
-    assert probe["results"]["vllm_embed"]["vectors"]["values"] == [[7.0, 3.0]]
-    assert probe["results"]["vllm_embed"]["prompt_tokens"] == 1
+    assert probe["results"]["twin_embed"]["vectors"]["values"] == [[7.0, 3.0]]
+    assert probe["results"]["twin_embed"]["prompt_tokens"] == 1
     report = probe["engines_report"]
     # the embedding engines: the fixtures' and the installed sentence_transformers, and no LLM engine
-    assert {"fixture", "vllm"} <= set(report) and "transformers" not in report
-    assert report["vllm"]["plugin"] == "contract-plugin"
+    assert {"fixture", "twin"} <= set(report) and "transformers" not in report
+    assert report["twin"]["plugin"] == "contract-plugin"
 
 
 def test_what_an_engine_cannot_honour_is_refused_by_name(probe):

@@ -5,6 +5,7 @@ minutes and gigabytes to build: once per machine (`shared_venv_dir`)."""
 
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,11 +14,15 @@ import openai
 import pytest
 from xinference_client import RESTfulClient
 
+from modelyard.testing.embedding import EmbeddingServerSuite, close
 from modelyard.testing.llm import LLMServerSuite
 from modelyard.testing.server import Server, process_tree, shared_venv_dir, wait_until
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "llm"))
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+sys.path[:0] = [str(FIXTURES / "llm"), str(FIXTURES / "embedding")]
+import tiny_gptq  # noqa: E402
 import tiny_llama  # noqa: E402
+import tiny_st  # noqa: E402
 
 ENV = {"MODELYARD_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "MODELYARD_VLLM_BUILD": "cpu"}
@@ -208,3 +213,115 @@ def test_parameters_vllm_adds_are_refused_by_name_elsewhere(server, weights):
     finally:
         with server.http() as http:
             http.delete(f"/v1/models/{uid}")
+
+
+# -- a quantized checkpoint ------------------------------------------------------------------------
+
+def test_a_gptq_checkpoint_is_read_as_the_weights_it_stands_for(server, weights, oai, tmp_path):
+    """vLLM's CPU build runs 4-bit GPTQ in bfloat16: its log-probabilities of the next token equal,
+    to bfloat16's precision, those of the float32 model with the weights the checkpoint dequantizes
+    to (a misread weight moves them by whole units: the fixture's head makes them far from uniform).
+    Its 4-bit kernels are in its AVX-512 build only: on a CPU with AVX2 alone, the launch is refused
+    with that reason instead of a dead engine."""
+    import torch
+    from modelyard_engine_vllm import machine
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    quantized, reference = tiny_gptq.quantize(weights, str(tmp_path / "gptq"), str(tmp_path / "reference"))
+    gptq = {"model_name": "tiny-gptq", "context_length": 512, "model_ability": ["generate"],
+            "model_specs": [{"model_format": "gptq", "quantization": "Int4", "model_uri": quantized}]}
+    server.register("LLM", gptq)
+    with server.http() as http:
+        engines = http.get("/v1/engines/LLM/tiny-gptq").json()
+    assert engines["transformers"]["available"] is False and "gptq" in engines["transformers"]["reason"]
+    if "avx512f" not in machine.vector_extensions():
+        assert engines["vllm"]["available"] is False and "AVX-512" in engines["vllm"]["reason"], engines
+        with server.http() as http:
+            refused = http.post("/v1/models", json={"model_name": "tiny-gptq", "model_type": "LLM",
+                                                    "model_engine": "vllm"})
+        assert refused.status_code == 400 and "AVX-512" in refused.json()["detail"], refused.text
+        return
+    assert engines["vllm"]["available"] is True, engines
+    uid = server.launch("LLM", gptq, engine="vllm", timeout=300, dtype="bfloat16", kv_cache_space=1)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(reference)
+        model = LlamaForCausalLM.from_pretrained(reference, dtype=torch.float32).eval()
+        for prompt in ("Once upon a time", "Hello there!", "What is two plus two?"):
+            with torch.no_grad():
+                logits = model(torch.tensor([tokenizer(prompt)["input_ids"]])).logits[0, -1]
+            expected: dict[str, float] = {}
+            for token_id, logprob in enumerate(torch.log_softmax(logits, -1).tolist()):
+                text = tokenizer.decode([token_id])
+                expected[text] = max(logprob, expected.get(text, -math.inf))
+            reply = oai.completions.create(model=uid, prompt=prompt, max_tokens=1, temperature=0, logprobs=5)
+            found = reply.choices[0].logprobs.top_logprobs[0]
+            assert len(found) == 5
+            for text, logprob in found.items():
+                assert abs(logprob - expected[text]) < 0.1, (prompt, text, logprob, expected[text])
+            assert reply.choices[0].text in sorted(expected, key=expected.get)[-3:]
+    finally:
+        with server.http() as http:
+            http.delete(f"/v1/models/{uid}")
+
+
+# -- embeddings: vLLM's pooling runner ------------------------------------------------------------
+
+EMBEDDING_TOKENS = 64  # what the sentence-transformers model reads (its max_seq_length)
+
+
+def embedding_registration(path, name="tiny-vllm-embed"):
+    return {"model_name": name, "dimensions": 64, "max_tokens": EMBEDDING_TOKENS, "language": ["en"],
+            "model_specs": [{"model_format": "pytorch", "model_uri": path}]}
+
+
+@pytest.fixture(scope="module")
+def embedder(server, tmp_path_factory):
+    """A random sentence-transformers BERT at hidden 64 (head size 32, as vLLM's CPU attention
+    needs), mean pooling, served by vLLM."""
+    path = tiny_st.build_embedding(str(tmp_path_factory.mktemp("tiny-st-64")), hidden_size=64,
+                                   intermediate_size=128)
+    uid = server.launch("embedding", embedding_registration(path), engine="vllm", timeout=ENV_BUILD_SECONDS,
+                        dtype="float32", kv_cache_space=1)
+    return path, uid
+
+
+class TestVllmEmbeddingServed(EmbeddingServerSuite):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def served(cls, server, embedder):
+        yield server, embedder[1]
+
+
+def vectors(server, model, texts, **body):
+    with server.http() as http:
+        response = http.post("/v1/embeddings", json={"model": model, "input": texts, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_vllms_vectors_equal_the_sentence_transformers_engines_on_the_same_weights(server, embedder):
+    path, uid = embedder
+    other = server.launch("embedding", embedding_registration(path, name="tiny-st-embed"),
+                          engine="sentence_transformers")
+    try:
+        texts = ["the cat sat on the mat", "hello how are you", "stock market falls at night"]
+        mine, theirs = (vectors(server, model, texts) for model in (uid, other))
+        for a, b in zip(mine["data"], theirs["data"], strict=True):
+            assert len(a["embedding"]) == 64 and close(a["embedding"], b["embedding"], 1e-4)
+        assert mine["usage"]["prompt_tokens"] == theirs["usage"]["prompt_tokens"]
+    finally:
+        with server.http() as http:
+            http.delete(f"/v1/models/{other}")
+
+
+def test_a_long_input_is_cut_at_what_the_model_reads_or_refused_when_asked(server, embedder):
+    uid = embedder[1]
+    long = " ".join(["the cat sat on the mat"] * 40)
+    cut = vectors(server, uid, [long])
+    assert cut["usage"]["prompt_tokens"] == EMBEDDING_TOKENS and len(cut["data"][0]["embedding"]) == 64
+    with server.http() as http:
+        refused = http.post("/v1/embeddings", json={"model": uid, "input": [long], "truncate": False})
+        assert refused.status_code == 400 and f"at most {EMBEDDING_TOKENS}" in refused.json()["detail"], refused.text
+        unknown = http.post("/v1/models", json={"model_name": "tiny-vllm-embed", "model_type": "embedding",
+                                                "model_engine": "vllm", "model_uid": "x", "batch_size": 4})
+        assert unknown.status_code == 400 and "batch_size" in unknown.json()["detail"], unknown.text

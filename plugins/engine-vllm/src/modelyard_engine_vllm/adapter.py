@@ -21,17 +21,20 @@ class Output:
     logprobs: list[dict[str, Any]] | None
 
 
-def start_engine(model: str, **engine_args: Any) -> Any:
-    """An `AsyncLLM`; call on the event loop that will drive it."""
+def start_engine(model: str, *, pooling: bool = False, **engine_args: Any) -> Any:
+    """An `AsyncLLM`, generating or (`pooling`) embedding; call on the event loop that will drive it."""
     from vllm import AsyncEngineArgs
     from vllm.config import StructuredOutputsConfig
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    # disable_any_whitespace is the engine's setting (a request's is ignored): without it a model may
-    # fill a JSON schema with whitespace until max_tokens
-    structured = StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)
-    return AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, structured_outputs_config=structured,
-                                                     **engine_args))
+    if pooling:  # a model made for generating is converted to embed (its last token's state)
+        engine_args.setdefault("runner", "pooling")
+    else:
+        # disable_any_whitespace is the engine's setting (a request's is ignored): without it a model
+        # may fill a JSON schema with whitespace until max_tokens
+        engine_args.setdefault("structured_outputs_config",
+                               StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True))
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, **engine_args))
 
 
 def tokenizer(engine: Any) -> Any:
@@ -94,6 +97,27 @@ async def generate(engine: Any, prompt_ids: list[int], params: Any, tokenizer: A
             # vLLM's own count says the request is gone from its batch
             print(f"vllm: aborted request {request_id}; {engine.output_processor.get_num_unfinished_requests()} "
                   "requests still unfinished in vLLM", file=sys.stderr, flush=True)
+
+
+async def embed(engine: Any, prompt_ids: list[int], normalize: bool) -> bytes:
+    """One input's vector from a pooling engine, as float32 bytes; `normalize`: of unit length."""
+    import torch
+    from vllm import PoolingParams, TokensPrompt
+
+    request_id = uuid.uuid4().hex
+    final = None
+    try:
+        async for result in engine.encode(TokensPrompt(prompt_token_ids=list(prompt_ids)),
+                                          PoolingParams(task="embed", use_activation=normalize), request_id):
+            final = result
+    finally:
+        if final is None or not final.finished:
+            await engine.abort(request_id)
+    return final.outputs.data.to(torch.float32).contiguous().numpy().tobytes()
+
+
+def max_model_len(engine: Any) -> int:
+    return int(engine.model_config.max_model_len)
 
 
 def validation_error(exc: BaseException) -> str | None:

