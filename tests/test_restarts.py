@@ -141,6 +141,25 @@ def test_a_call_in_flight_when_its_worker_dies_gets_a_503_and_the_next_one_an_an
         http.delete("/v1/models/busy")
 
 
+def test_a_model_whose_engine_broke_answers_503_and_comes_back_in_a_fresh_worker(srv):
+    with srv.http() as http:
+        pid = launch(http, "brittle")
+        broken = http.post("/v1/flexible/infers", json={"model": "brittle", "args": ["broken"]})
+        assert broken.status_code == 503 and "the fixture's engine died" in broken.json()["detail"], broken.text
+        assert wait_until(lambda: not pid_alive(pid), timeout=5)
+
+        def restarted() -> bool:
+            described = http.get("/v1/models/brittle").json()
+            return described["status"] == "READY" and described["pid"] not in (None, pid)
+
+        assert wait_until(restarted, timeout=10)
+        described = http.get("/v1/models/brittle").json()
+        assert described["restarts"] == 1
+        assert "the worker ends, for the restart policy" in described["last_exit"]["log_tail"]
+        assert infer(http, "brittle", seconds=0).json() == {"slept": 0}
+        http.delete("/v1/models/brittle")
+
+
 def test_models_come_back_after_a_killed_server_and_after_a_clean_stop(tmp_path, tiny_llm_dir):
     home = tmp_path / "home"
     pids_file = tmp_path / "pids"

@@ -72,6 +72,11 @@ class Unavailable(ModelyardError):
         self.retry_after = retry_after
 
 
+class ModelBroken(Unavailable):
+    """The model can no longer answer in this process (its library's engine died): the call gets a
+    503, and the worker ends, so the model's restart policy brings a fresh one."""
+
+
 class TooManyRequests(ModelyardError):
     """The model has as many requests in flight as its launch allows (`request_limits`)."""
 

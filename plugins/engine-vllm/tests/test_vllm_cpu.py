@@ -325,3 +325,32 @@ def test_a_long_input_is_cut_at_what_the_model_reads_or_refused_when_asked(serve
         unknown = http.post("/v1/models", json={"model_name": "tiny-vllm-embed", "model_type": "embedding",
                                                 "model_engine": "vllm", "model_uid": "x", "batch_size": 4})
         assert unknown.status_code == 400 and "batch_size" in unknown.json()["detail"], unknown.text
+
+
+# -- last: it restarts the module's model ----------------------------------------------------------
+
+def test_a_dead_engine_core_is_a_503_and_the_model_restarts(server, oai):
+    """vLLM's engine core is a process of its own: when it dies, the worker's AsyncLLM answers
+    nothing more, so the call gets a 503 and the worker ends for the restart policy to start a
+    fresh one, instead of a model that answers only errors."""
+    import signal
+
+    with server.http() as http:
+        worker = http.get("/v1/models/tiny-vllm").json()["pid"]
+    cores = [pid for pid in process_tree(worker) if Path(f"/proc/{pid}/comm").read_text().startswith("VLLM::EngineCor")]
+    assert cores, "vLLM's engine core process was not found under the model's worker"
+    os.kill(cores[0], signal.SIGKILL)
+
+    def answered() -> int:
+        with server.http() as http:
+            return http.post("/v1/completions", json={"model": "tiny-vllm", "prompt": "Hi", "max_tokens": 4},
+                             timeout=60).status_code
+
+    codes = [answered()]
+    assert codes[0] == 503, codes
+    assert wait_until(lambda: codes.append(answered()) or codes[-1] == 200, timeout=120, interval=1), codes
+    assert set(codes) <= {200, 503}, codes  # never a 500
+    with server.http() as http:
+        described = http.get("/v1/models/tiny-vllm").json()
+    assert described["pid"] != worker and described["restarts"] == 1
+    assert "vLLM's engine died" in described["last_exit"]["log_tail"]

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelyard import config, jsonable
-from modelyard.errors import InvalidRequest, ModelError, ModelyardError
+from modelyard.errors import InvalidRequest, ModelBroken, ModelError, ModelyardError
 from modelyard.worker import protocol as p
 from modelyard.worker.loader import LoadedModel, load_model
 
@@ -137,6 +137,11 @@ class Worker:
                 self.sender.send([p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
             pass  # the caller is gone; nobody waits for an answer
+        except ModelBroken as exc:
+            self.sender.send([p.ERROR, rid, exc.type, exc.status, exc.message])
+            print(f"modelyard: {exc.message}; the worker ends, for the restart policy to start a fresh one",
+                  file=sys.stderr, flush=True)
+            end_process_group()
         except ModelyardError as exc:
             self.sender.send([p.ERROR, rid, exc.type, exc.status, exc.message])
         except jsonable.NotJSONable as exc:

@@ -3,11 +3,14 @@ Imported only inside the worker process."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+ENGINE_CHECK_SECONDS = 1.0  # how often a request waiting for its first output checks that vLLM's engine lives
 
 
 @dataclass
@@ -77,6 +80,32 @@ def _logprobs(output: Any, tokenizer: Any, top: int) -> list[dict[str, Any]] | N
     return entries
 
 
+async def _watched(engine: Any, outputs: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`outputs` (a request's), failing with vLLM's EngineDeadError if its engine core dies before
+    the first one: vLLM tells the requests it holds when its engine dies, but one added while it
+    dies may never hear of it (seen when the engine core died before the first request). Once a
+    first output has come, vLLM's own error reaches the request."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    first = asyncio.ensure_future(anext(outputs))
+    try:
+        while not (await asyncio.wait({first}, timeout=ENGINE_CHECK_SECONDS))[0]:
+            if engine.errored:
+                raise EngineDeadError()
+    except BaseException:
+        first.cancel()  # vLLM's generator, cancelled, aborts its request
+        raise
+    try:
+        try:
+            yield first.result()
+        except StopAsyncIteration:
+            return
+        async for output in outputs:
+            yield output
+    finally:
+        await outputs.aclose()
+
+
 async def generate(engine: Any, prompt_ids: list[int], params: Any, tokenizer: Any,
                    top_logprobs: int | None) -> AsyncIterator[Output]:
     """vLLM's deltas for one request; closing this generator aborts the request in vLLM."""
@@ -85,7 +114,8 @@ async def generate(engine: Any, prompt_ids: list[int], params: Any, tokenizer: A
     request_id = uuid.uuid4().hex
     finished = False
     try:
-        async for result in engine.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), params, request_id):
+        async for result in _watched(engine, engine.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), params,
+                                                             request_id)):
             finished = result.finished  # before yielding: the consumer may stop at this output's last choice
             for output in result.outputs:
                 entries = _logprobs(output, tokenizer, top_logprobs or 0)
@@ -107,8 +137,9 @@ async def embed(engine: Any, prompt_ids: list[int], normalize: bool) -> bytes:
     request_id = uuid.uuid4().hex
     final = None
     try:
-        async for result in engine.encode(TokensPrompt(prompt_token_ids=list(prompt_ids)),
-                                          PoolingParams(task="embed", use_activation=normalize), request_id):
+        async for result in _watched(engine, engine.encode(TokensPrompt(prompt_token_ids=list(prompt_ids)),
+                                                           PoolingParams(task="embed", use_activation=normalize),
+                                                           request_id)):
             final = result
     finally:
         if final is None or not final.finished:
@@ -126,6 +157,11 @@ def validation_error(exc: BaseException) -> str | None:
     if name in ("VLLMValidationError", "ValueError") or isinstance(exc, ValueError):
         return str(exc)
     return None
+
+
+def engine_died(exc: BaseException) -> bool:
+    """Whether `exc` says vLLM's engine core is gone (it then answers nothing more)."""
+    return type(exc).__name__ == "EngineDeadError"
 
 
 def shutdown(engine: Any) -> None:

@@ -45,7 +45,11 @@ class VllmEmbedding(EmbeddingEngine):
 
     async def _embed(self, text: str) -> tuple[bytes, int]:
         ids = self.tokenizer.encode(text, truncation=True, max_length=self.max_tokens)
-        return await adapter.embed(self.engine, ids, self.normalized), len(ids)
+        try:
+            return await adapter.embed(self.engine, ids, self.normalized), len(ids)
+        except Exception as exc:
+            startup.raise_as_modelyard_error(exc)
+            raise
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(self.tokenizer.encode(text)) for text in texts]

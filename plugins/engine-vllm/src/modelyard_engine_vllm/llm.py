@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from modelyard.errors import InvalidRequest
 from modelyard.llm import chat_template
 from modelyard.llm.async_engine import AsyncLLMEngine, Delta
 from modelyard.llm.engine import Generation
@@ -55,9 +54,7 @@ class VllmLLM(chat_template.HFTokenizerPrompts, AsyncLLMEngine):
                 if generation.cancelled.is_set():
                     return
         except Exception as exc:
-            said = adapter.validation_error(exc)
-            if said is None:
-                raise
-            raise InvalidRequest(f"vLLM refused the request: {said}") from None
+            startup.raise_as_modelyard_error(exc)
+            raise
         finally:
             await outputs.aclose()

@@ -10,7 +10,7 @@ import tempfile
 from typing import Any
 
 from modelyard import config
-from modelyard.errors import InvalidRequest
+from modelyard.errors import InvalidRequest, ModelBroken
 from modelyard_engine_vllm import adapter, machine
 
 ENGINE_OPTIONS = {
@@ -68,3 +68,13 @@ def start_engine(model_uid: str, model_path: str, engine_args: dict[str, Any], *
         raise InvalidRequest(f"vLLM could not start {model_uid!r}: {exc}") from None
     atexit.register(adapter.shutdown, engine)
     return engine
+
+
+def raise_as_modelyard_error(exc: BaseException) -> None:
+    """Raise what vLLM's `exc` means to modelyard, where it means something: its refusal of a
+    request's input is a 400; a dead engine core ends the worker, for the restart policy."""
+    if adapter.engine_died(exc):
+        raise ModelBroken(f"vLLM's engine died: {exc}") from exc
+    said = adapter.validation_error(exc)
+    if said is not None:
+        raise InvalidRequest(f"vLLM refused the request: {said}") from None
