@@ -1,6 +1,7 @@
 """Bench: flexible launchers' calls/s through the server, against the same calls in-process.
 
     .venv/bin/python bench/flexible_launchers.py [--rounds 5] [--seconds 3] [--only hf|yolo] [--imgsz 160]
+                                                 [--hf-hidden N]
 
 - `transformers` launcher: a tiny zero-shot classifier (tests/fixtures/embedding/tiny_st.py)
   registered with Xinference's documented JSON file; POST /v1/flexible/infers with one sentence and
@@ -56,7 +57,10 @@ def hf_zero_shot(work: Path, port: int, http, args) -> dict:
     from transformers import pipeline
 
     torch.set_num_threads(1)
-    model_dir = tiny_st.build_sequence_classifier(str(work / "zs"), ["contradiction", "neutral", "entailment"])
+    # --hf-hidden: the same random classifier at a size whose call costs what a real model's does
+    size = {} if args.hf_hidden is None else {"hidden_size": args.hf_hidden, "intermediate_size": 4 * args.hf_hidden,
+                                              "num_attention_heads": max(2, args.hf_hidden // 64)}
+    model_dir = tiny_st.build_sequence_classifier(str(work / "zs"), ["contradiction", "neutral", "entailment"], **size)
     classify = pipeline("zero-shot-classification", model=model_dir, device="cpu")
     spec = {"model_name": "zero-shot", "model_uri": model_dir, "launcher_args": json.dumps(
         {"task": "zero-shot-classification"}), "launcher": "xinference.model.flexible.launchers.transformers"}
@@ -129,6 +133,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--only", choices=("hf", "yolo"), default=None)
     parser.add_argument("--imgsz", type=int, default=160, help="YOLO's input size, and the JPEG's width")
+    parser.add_argument("--hf-hidden", type=int, default=None,
+                        help="the zero-shot classifier's hidden size (default: the tests' tiny model, 32)")
     parser.add_argument("--pause-ms", type=float, default=1.2, help="the paced in-process baseline's pause")
     args = parser.parse_args()
 
@@ -142,7 +148,8 @@ def main() -> None:
             report.update(hf_zero_shot(work, port, http, args))
         if args.only in (None, "yolo"):
             report.update(yolo_detections(work, port, http, args))
-    report.update(rounds=args.rounds, seconds=args.seconds, imgsz=args.imgsz, pause_ms=args.pause_ms)
+    report.update(rounds=args.rounds, seconds=args.seconds, imgsz=args.imgsz, pause_ms=args.pause_ms,
+                  hf_hidden=args.hf_hidden or 32)
     print(json.dumps(report, indent=2))
 
 
