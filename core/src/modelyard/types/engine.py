@@ -111,6 +111,13 @@ class BatchingEngine(EngineBase):
         return await self.batcher().submit(rows, key)
 
 
+def flag_option(value: Any, name: str) -> bool:
+    """A launch option that must be true or false: `value`, or a 400 naming the option."""
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"Launch option {name} must be true or false, got {value!r}.")
+    return value
+
+
 def check_texts(value: Any, what: str, *, allow_one: bool = True) -> list[str]:
     """A non-empty list of strings (or one string, as a list of one), or a 400 saying what is wrong."""
     if allow_one and isinstance(value, str):

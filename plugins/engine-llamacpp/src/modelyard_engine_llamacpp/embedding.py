@@ -12,6 +12,7 @@ from typing import Any
 
 from modelyard.errors import InvalidRequest
 from modelyard.types.embedding import EmbeddingEngine, Embeddings
+from modelyard.types.engine import flag_option
 from modelyard_engine_llamacpp.loading import LAUNCH_OPTIONS, open_gguf
 
 POOLING = {"mean": 1, "cls": 2, "last": 3}  # llama.h's LLAMA_POOLING_TYPE_*
@@ -31,8 +32,8 @@ class LlamaCppEmbedding(EmbeddingEngine):
         pooling = options.pop("pooling", None)
         if pooling is not None and pooling not in POOLING:
             raise InvalidRequest(f"Launch option pooling must be one of {', '.join(POOLING)}, got {pooling!r}.")
-        self.normalize = self._flag(options.pop("normalize", True), "normalize")
-        self.truncate = self._flag(options.pop("truncate", True), "truncate")
+        self.normalize = flag_option(options.pop("normalize", True), "normalize")
+        self.truncate = flag_option(options.pop("truncate", True), "truncate")
         self.llm = self._open(options, pooling)
         if self.llm.pooling_type() == _NONE:  # a chat model's GGUF: it pools nothing of its own
             self.llm.close()
@@ -44,12 +45,6 @@ class LlamaCppEmbedding(EmbeddingEngine):
     def _open(self, options: dict[str, Any], pooling: str | None) -> Any:
         return open_gguf(self.model_path, self.spec, dict(options), self.registration.max_tokens, whole_batches=True,
                          embedding=True, pooling_type=POOLING[pooling] if pooling else _UNSPECIFIED)
-
-    @staticmethod
-    def _flag(value: Any, name: str) -> bool:
-        if not isinstance(value, bool):
-            raise InvalidRequest(f"Launch option {name} must be true or false, got {value!r}.")
-        return value
 
     def embed_batch(self, texts: list[str], **params: Any) -> Embeddings:
         counts = [min(n, self.max_tokens) for n in self.count_tokens(texts)]

@@ -13,6 +13,7 @@ from typing import Any
 from modelyard import config
 from modelyard.errors import InvalidRequest
 from modelyard.types.embedding import EmbeddingEngine, Embeddings
+from modelyard.types.engine import flag_option
 from modelyard.types.rerank import RerankEngine, Scores
 
 COMMON_OPTIONS = {
@@ -21,12 +22,6 @@ COMMON_OPTIONS = {
     "trust_remote_code": "run the model repository's own code (an admin key only)",
     "revision": "the hub revision of the weights",
 }
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be true or false, got {value!r}.")
-    return value
 
 
 class _TorchSettings:
@@ -39,7 +34,7 @@ class _TorchSettings:
         self.set_up_batch_thread()
         options = {k: self.kwargs.pop(k) for k in ("device", "trust_remote_code", "revision") if k in self.kwargs}
         if "trust_remote_code" in options:
-            _flag(options["trust_remote_code"], "trust_remote_code")
+            flag_option(options["trust_remote_code"], "trust_remote_code")
         return options
 
     def set_up_batch_thread(self) -> None:
@@ -59,8 +54,8 @@ class SentenceTransformerEmbedding(_TorchSettings, EmbeddingEngine):
     def load(self) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.normalize = _flag(self.kwargs.pop("normalize", True), "normalize")
-        self.truncate = _flag(self.kwargs.pop("truncate", True), "truncate")
+        self.normalize = flag_option(self.kwargs.pop("normalize", True), "normalize")
+        self.truncate = flag_option(self.kwargs.pop("truncate", True), "truncate")
         options = self._torch_setup()
         self.model = SentenceTransformer(self.model_path, **options)
         limit = self.registration.max_tokens

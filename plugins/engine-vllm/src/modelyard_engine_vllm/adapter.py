@@ -4,11 +4,14 @@ Imported only inside the worker process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from modelyard.errors import ModelError
 
 ENGINE_CHECK_SECONDS = 1.0  # how often a request waiting for its first output checks that vLLM's engine lives
 
@@ -93,7 +96,10 @@ async def _watched(engine: Any, outputs: AsyncIterator[Any]) -> AsyncIterator[An
             if engine.errored:
                 raise EngineDeadError()
     except BaseException:
-        first.cancel()  # vLLM's generator, cancelled, aborts its request
+        if not first.done():
+            first.cancel()  # vLLM's generator, cancelled, aborts its request
+        elif not first.cancelled():
+            first.exception()  # retrieved: nobody waits for it now
         raise
     try:
         try:
@@ -114,13 +120,14 @@ async def generate(engine: Any, prompt_ids: list[int], params: Any, tokenizer: A
     request_id = uuid.uuid4().hex
     finished = False
     try:
-        async for result in _watched(engine, engine.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), params,
-                                                             request_id)):
-            finished = result.finished  # before yielding: the consumer may stop at this output's last choice
-            for output in result.outputs:
-                entries = _logprobs(output, tokenizer, top_logprobs or 0)
-                reason = output.finish_reason if output.finish_reason in ("stop", "length") else None
-                yield Output(output.index, output.text, len(output.token_ids), reason, entries)
+        async with contextlib.aclosing(_watched(engine, engine.generate(
+                TokensPrompt(prompt_token_ids=list(prompt_ids)), params, request_id))) as results:
+            async for result in results:
+                finished = result.finished  # before yielding: the consumer may stop at this output's last choice
+                for output in result.outputs:
+                    entries = _logprobs(output, tokenizer, top_logprobs or 0)
+                    reason = output.finish_reason if output.finish_reason in ("stop", "length") else None
+                    yield Output(output.index, output.text, len(output.token_ids), reason, entries)
     finally:
         if not finished:
             await engine.abort(request_id)
@@ -137,13 +144,16 @@ async def embed(engine: Any, prompt_ids: list[int], normalize: bool) -> bytes:
     request_id = uuid.uuid4().hex
     final = None
     try:
-        async for result in _watched(engine, engine.encode(TokensPrompt(prompt_token_ids=list(prompt_ids)),
-                                                           PoolingParams(task="embed", use_activation=normalize),
-                                                           request_id)):
-            final = result
+        async with contextlib.aclosing(_watched(engine, engine.encode(
+                TokensPrompt(prompt_token_ids=list(prompt_ids)), PoolingParams(task="embed", use_activation=normalize),
+                request_id))) as results:
+            async for result in results:
+                final = result
     finally:
         if final is None or not final.finished:
             await engine.abort(request_id)
+    if final is None:
+        raise ModelError("vLLM ended the embedding request without a vector")
     return final.outputs.data.to(torch.float32).contiguous().numpy().tobytes()
 
 
@@ -162,6 +172,11 @@ def validation_error(exc: BaseException) -> str | None:
 def engine_died(exc: BaseException) -> bool:
     """Whether `exc` says vLLM's engine core is gone (it then answers nothing more)."""
     return type(exc).__name__ == "EngineDeadError"
+
+
+def errored(engine: Any) -> bool:
+    """Whether vLLM's engine is dead: it will answer nothing more."""
+    return bool(engine.errored)
 
 
 def shutdown(engine: Any) -> None:

@@ -54,7 +54,7 @@ class VllmLLM(chat_template.HFTokenizerPrompts, AsyncLLMEngine):
                 if generation.cancelled.is_set():
                     return
         except Exception as exc:
-            startup.raise_as_modelyard_error(exc)
+            startup.raise_as_modelyard_error(exc, self.engine)
             raise
         finally:
             await outputs.aclose()

@@ -14,7 +14,7 @@ from modelyard.errors import InvalidRequest, ModelBroken
 from modelyard_engine_vllm import adapter, machine
 
 ENGINE_OPTIONS = {
-    "max_model_len": "context tokens (default: the registration's context_length)",
+    "max_model_len": "context tokens (default: the registration's context_length, or an embedding model's max_tokens)",
     "gpu_memory_utilization": "the share of GPU memory vLLM may take (default 0.9)",
     "tensor_parallel_size": "GPUs to split the model over",
     "dtype": "auto, float32, float16, bfloat16 (default auto)",
@@ -70,10 +70,11 @@ def start_engine(model_uid: str, model_path: str, engine_args: dict[str, Any], *
     return engine
 
 
-def raise_as_modelyard_error(exc: BaseException) -> None:
+def raise_as_modelyard_error(exc: BaseException, engine: Any) -> None:
     """Raise what vLLM's `exc` means to modelyard, where it means something: its refusal of a
-    request's input is a 400; a dead engine core ends the worker, for the restart policy."""
-    if adapter.engine_died(exc):
+    request's input is a 400; an engine that is dead (whatever the exception says) ends the worker,
+    for the restart policy."""
+    if adapter.engine_died(exc) or adapter.errored(engine):
         raise ModelBroken(f"vLLM's engine died: {exc}") from exc
     said = adapter.validation_error(exc)
     if said is not None:
