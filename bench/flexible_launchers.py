@@ -58,8 +58,10 @@ def hf_zero_shot(work: Path, port: int, http, args) -> dict:
 
     torch.set_num_threads(1)
     # --hf-hidden: the same random classifier at a size whose call costs what a real model's does
-    size = {} if args.hf_hidden is None else {"hidden_size": args.hf_hidden, "intermediate_size": 4 * args.hf_hidden,
-                                              "num_attention_heads": args.hf_hidden // 64 if args.hf_hidden % 64 == 0 else 1}
+    size = {}
+    if args.hf_hidden is not None:
+        heads = args.hf_hidden // 64 if args.hf_hidden % 64 == 0 else 1
+        size = {"hidden_size": args.hf_hidden, "intermediate_size": 4 * args.hf_hidden, "num_attention_heads": heads}
     model_dir = tiny_st.build_sequence_classifier(str(work / "zs"), ["contradiction", "neutral", "entailment"], **size)
     classify = pipeline("zero-shot-classification", model=model_dir, device="cpu")
     spec = {"model_name": "zero-shot", "model_uri": model_dir, "launcher_args": json.dumps(

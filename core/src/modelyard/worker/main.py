@@ -137,13 +137,12 @@ class Worker:
                 self.sender.send([p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
             pass  # the caller is gone; nobody waits for an answer
-        except ModelBroken as exc:
-            self.sender.send([p.ERROR, rid, exc.type, exc.status, exc.message])
-            print(f"modelyard: {exc.message}; the worker ends, for the restart policy to start a fresh one",
-                  file=sys.stderr, flush=True)
-            end_process_group()
         except ModelyardError as exc:
             self.sender.send([p.ERROR, rid, exc.type, exc.status, exc.message])
+            if isinstance(exc, ModelBroken):
+                print(f"modelyard: {exc.message}; the worker ends, for the restart policy to start a fresh one",
+                      file=sys.stderr, flush=True)
+                end_process_group()
         except jsonable.NotJSONable as exc:
             self.sender.send([p.ERROR, rid, ModelError.type, 500, f"{name}() returned {exc}"])
         except BaseException as exc:  # SystemExit from model code (argparse...) must not end the worker

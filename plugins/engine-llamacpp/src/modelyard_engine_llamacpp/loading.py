@@ -12,6 +12,7 @@ from typing import Any
 
 from modelyard import config
 from modelyard.errors import InvalidRequest
+from modelyard.types.engine import flag_option
 from modelyard_engine_llamacpp.files import context_length, gguf_file
 
 DEFAULT_MAX_CONTEXT = 32768  # a model's own context can be 128k tokens: its KV cache would not fit a small machine
@@ -94,8 +95,8 @@ def open_gguf(model_path: str, spec: Any, options: dict[str, Any], default_ctx: 
             raise InvalidRequest(f"Launch option {name} must be a whole number"
                                  f"{' (-1: all layers)' if name == 'n_gpu_layers' else ' above 0'}, got {value!r}.")
     for name in ("flash_attn", "use_mmap"):
-        if name in options and not isinstance(options[name], bool):
-            raise InvalidRequest(f"Launch option {name} must be true or false, got {options[name]!r}.")
+        if name in options:
+            flag_option(options[name], name)
     threads = options.pop("n_threads", None) or default_threads()
     cap = int(os.environ.get("MODELYARD_LLAMACPP_MAX_CTX") or DEFAULT_MAX_CONTEXT)
     n_ctx = options.pop("n_ctx", None) or min(default_ctx or context_length(path) or cap, cap)

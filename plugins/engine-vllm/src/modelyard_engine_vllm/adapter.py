@@ -93,7 +93,7 @@ async def _watched(engine: Any, outputs: AsyncIterator[Any]) -> AsyncIterator[An
     first = asyncio.ensure_future(anext(outputs))
     try:
         while not (await asyncio.wait({first}, timeout=ENGINE_CHECK_SECONDS))[0]:
-            if engine.errored:
+            if errored(engine):
                 raise EngineDeadError()
     except BaseException:
         if not first.done():
