@@ -37,7 +37,7 @@ class Engine:
       lacks them (the plugin's own pip dependencies stay light);
     - `excluded_packages`: packages that must never be installed into its env (a dependency that
       would pull a build that breaks the engine), and `constraints` for those that are;
-    - `hardware()`: None when this machine can run it, else the reason (no GPU, no AVX-512);
+    - `hardware()`: None when this machine can run it, else the reason (no GPU, no AVX2);
     - `files(registration, spec)`: the glob patterns of the hub repository's files it needs (one
       quantization of a GGUF repository), or None for the whole repository;
     - `match(registration, spec)`: None when it can serve the spec, else the reason;
