@@ -51,9 +51,11 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, weights):
     server = Server(tmp_path_factory.mktemp("vllm-home"), env={**ENV, "MODELYARD_VENV_DIR": shared_venv_dir()}).start()
-    server.launch("LLM", registration(weights), engine="vllm", timeout=ENV_BUILD_SECONDS, **OPTIONS)
-    yield server
-    server.stop()
+    try:  # a launch that fails must not leave the server running
+        server.launch("LLM", registration(weights), engine="vllm", timeout=ENV_BUILD_SECONDS, **OPTIONS)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

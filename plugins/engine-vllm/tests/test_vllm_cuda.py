@@ -33,9 +33,11 @@ OPTIONS = {"dtype": "float32", "max_model_len": 512, "gpu_memory_utilization": 0
 def server(tmp_path_factory, weights):  # noqa: F811
     server = Server(tmp_path_factory.mktemp("vllm-cuda-home"),
                     env={**ENV, "MODELYARD_VENV_DIR": shared_venv_dir()}).start()
-    server.launch("LLM", registration(weights), engine="vllm", timeout=ENV_BUILD_SECONDS, gpu_idx=[0], **OPTIONS)
-    yield server
-    server.stop()
+    try:  # a launch that fails must not leave the server running
+        server.launch("LLM", registration(weights), engine="vllm", timeout=ENV_BUILD_SECONDS, gpu_idx=[0], **OPTIONS)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
