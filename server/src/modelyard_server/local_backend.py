@@ -159,13 +159,26 @@ class LocalWorker:
 
     @property
     def reachable(self) -> bool:
-        """False once its link has closed or its process exited (its exit may not be handled yet)."""
-        return not self.exited.done() and not self._reader_task.done()
+        """False once its link has closed or its process exited: the link closes as it dies, before
+        its exit is handled, and a write then is an error under uvloop (lost under asyncio)."""
+        return not self.exited.done() and not self.writer.is_closing()
 
     def _check_alive(self) -> None:
         if self.exited.done():
             raise WorkerGone(f"Model {self.uid!r} is unavailable: its worker process exited "
                              f"with code {self.exited.result()}.")
+        if not self.reachable:
+            raise WorkerGone(f"Model {self.uid!r} is unavailable: the link to its worker process "
+                             f"(pid {self.pid}) has closed, as it ends.")
+
+    async def _send(self, packed: bytes) -> None:
+        """One message to the worker; WorkerGone once it cannot get there."""
+        self._check_alive()
+        try:
+            await p.send_bytes(self.writer, packed)
+        except ConnectionError:  # lost while its writes waited to drain
+            raise WorkerGone(f"Model {self.uid!r} is unavailable: the link to its worker process "
+                             f"(pid {self.pid}) was lost.") from None
 
     async def _send_call(self, rid: int, message: list[Any]) -> None:
         try:
@@ -174,10 +187,18 @@ class LocalWorker:
             self.pending.pop(rid, None)
             raise InvalidRequest(f"The request holds a value that cannot be passed to the model: "
                                  f"{type(exc).__name__}: {exc}") from None
-        await p.send_bytes(self.writer, packed)
+        try:
+            await self._send(packed)
+        except WorkerGone:
+            self.pending.pop(rid, None)
+            raise
 
     async def launch(self, launch: dict[str, Any]) -> dict[str, Any]:
-        await p.send(self.writer, [p.LAUNCH, launch if self.environ is None else {**launch, "environ": self.environ}])
+        message = [p.LAUNCH, launch if self.environ is None else {**launch, "environ": self.environ}]
+        try:
+            await self._send(p.pack(message))
+        except WorkerGone:
+            pass  # it died as it started: its exit, with its last output, fails `ready`
         return await self.ready
 
     async def call(self, method: str, args: list, kwargs: dict, mode: str = p.MODE_JSON) -> Any:
@@ -223,7 +244,7 @@ class LocalWorker:
                 if batch:
                     yield batch  # returns once downstream wants more: the batch has been passed on
                     passed_on += len(batch)
-                    if not finished and passed_on >= p.STREAM_CREDIT // 2 and not self.exited.done():
+                    if not finished and passed_on >= p.STREAM_CREDIT // 2 and self.reachable:
                         self.writer.write(p.pack([p.CREDIT, rid, passed_on]))
                         passed_on = 0
         finally:
@@ -237,13 +258,13 @@ class LocalWorker:
         waiter = asyncio.get_running_loop().create_future()
         self.pings[token] = waiter
         try:
-            await p.send(self.writer, [p.PING, token])
+            await self._send(p.pack([p.PING, token]))
             return await asyncio.wait_for(waiter, timeout)
         finally:
             self.pings.pop(token, None)
 
     def _cancel(self, rid: int) -> None:
-        if self.pending.pop(rid, None) is not None and not self.exited.done():
+        if self.pending.pop(rid, None) is not None and self.reachable:
             self.writer.write(p.pack([p.CANCEL, rid]))
 
     async def stop(self, grace: float) -> int:
