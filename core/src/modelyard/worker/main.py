@@ -354,6 +354,7 @@ class _Coalescer:
 
     def __init__(self, sender: p.Sender, loop: asyncio.AbstractEventLoop, window: float):
         self.sender, self.loop, self.window = sender, loop, window
+        self.loop_thread = threading.get_ident()  # made on the loop
         self.lock = threading.Lock()
         self.pending: list[bytes] = []
         self.added_at = self.pending_since = 0.0
@@ -386,8 +387,12 @@ class _Coalescer:
 
     def _send(self) -> None:
         if self.pending:
-            self.sender.send_bytes(b"".join(self.pending))
+            data = b"".join(self.pending)
             self.pending.clear()
+            if threading.get_ident() == self.loop_thread:  # with the other streams' items of this turn
+                self.sender.post(data, self.loop)
+            else:
+                self.sender.send_bytes(data)
 
 
 def _as_is(value: Any) -> Any:
