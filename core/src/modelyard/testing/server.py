@@ -62,20 +62,6 @@ def planned_env_python(virtualenv: dict[str, Any] | None, launcher: str, extra_p
     return Path(venv_dir or shared_venv_dir()) / spec.key / "bin" / "python"
 
 
-def process_tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return found
-
-
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

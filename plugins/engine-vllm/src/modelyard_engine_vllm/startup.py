@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -26,8 +27,11 @@ ENGINE_OPTIONS = {
 CPU_OPTIONS = {
     "kv_cache_space": "GiB of memory for the KV cache on a CPU (VLLM_CPU_KVCACHE_SPACE; default 4)",
     "cpu_threads_bind": "cores the CPU build's threads bind to (VLLM_CPU_OMP_THREADS_BIND: auto, nobind, 0-3; "
-                        "default auto, nobind on 2 cores or fewer)",
+                        "default auto; on 2 cores, vLLM's engine processes share the second core, one thread)",
 }
+
+# The core vLLM's engine processes share once started, where engine_arguments chose one.
+_shared_core: int | None = None
 
 
 def engine_arguments(model_uid: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +58,10 @@ def engine_arguments(model_uid: str, options: dict[str, Any]) -> dict[str, Any]:
     bind = options.pop("cpu_threads_bind", None) or os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(bind or machine.default_threads_bind())
     threads = config.torch_threads()
+    global _shared_core
+    _shared_core = None if bind else machine.shared_core(threads)
+    if _shared_core is not None:
+        threads = 1  # what one core fits
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
     options.setdefault("enforce_eager", True)
@@ -67,6 +75,10 @@ def start_engine(model_uid: str, model_path: str, engine_args: dict[str, Any], *
     except (ValueError, TypeError) as exc:  # vLLM refused an option or the model: its words
         raise InvalidRequest(f"vLLM could not start {model_uid!r}: {exc}") from None
     atexit.register(adapter.shutdown, engine)
+    if _shared_core is not None:
+        moved = machine.share_core(os.getpid(), _shared_core)
+        print(f"modelyard: vLLM's engine processes {moved} share core {_shared_core} (2 cores here)",
+              file=sys.stderr, flush=True)
     return engine
 
 
