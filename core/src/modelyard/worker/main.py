@@ -56,6 +56,7 @@ class Worker:
         self.progress_at: dict[int, _Clock] = {}
         self.credits: dict[int, _Credit] = {}  # of the streams in flight
         self.gate: asyncio.Semaphore | None = None  # the model's declared concurrency
+        self.one_at_a_time = False  # declared concurrency 1
 
     def progress(self, stage: str, fraction: float, message: str = "") -> None:
         self.sender.send([p.PROGRESS, stage, fraction, message])
@@ -75,6 +76,7 @@ class Worker:
         concurrency = getattr(self.loaded.model, "concurrency", None)
         if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1:
             self.gate = asyncio.Semaphore(concurrency)
+            self.one_at_a_time = concurrency == 1
         for name in self.loaded.abilities:
             method = getattr(self.loaded.model, name, None)
             try:
@@ -133,7 +135,7 @@ class Worker:
                     result = await (running if self.gate is None else self._hold(running, rid, stop))
                 if inspect.isasyncgen(result):
                     result = await self._drain(rid, result, encode, frames)
-            if result is not _STREAMED:
+            if result is not _STREAMED and result is not _ANSWERED:
                 self.sender.send([p.RESULT, rid, encode(result)])
         except asyncio.CancelledError:
             pass  # the caller is gone; nobody waits for an answer
@@ -214,6 +216,14 @@ class Worker:
         of its last items."""
         result = produce()
         if not inspect.isgenerator(result):
+            if (frames is None and not stop.is_set() and not inspect.isasyncgen(result)  # the loop drains those
+                    and (self.one_at_a_time or len(self.tasks) == 1)):
+                # The answer leaves from here, without waiting for the event loop's turn (measured:
+                # c1 calls of a trivial model 21% faster); with other calls in flight their threads
+                # would contend for the GIL and the link, so the loop sends theirs (c16 8% slower
+                # from threads). The server drops an answer to a call it has cancelled meanwhile.
+                self.sender.send([p.RESULT, rid, encode(result)])
+                return _ANSWERED
             return result
         clock = self.progress_at.get(rid) or _Clock()
         credit = self.credits.get(rid)
@@ -343,6 +353,7 @@ class _Clock:
 
 
 _STREAMED = object()  # the stream was sent, END included: nothing left to answer
+_ANSWERED = object()  # the call's thread sent its RESULT
 
 
 class _Coalescer:
