@@ -219,7 +219,7 @@ class Worker:
             if (frames is None and not stop.is_set() and not inspect.isasyncgen(result)  # the loop drains those
                     and (self.one_at_a_time or len(self.tasks) == 1)):
                 # The answer leaves from here, without waiting for the event loop's turn (measured:
-                # c1 calls of a trivial model 21% faster); with other calls in flight their threads
+                # c1 calls of a trivial model 3-19% faster, two runs); with other calls in flight their threads
                 # would contend for the GIL and the link, so the loop sends theirs (c16 8% slower
                 # from threads). The server drops an answer to a call it has cancelled meanwhile.
                 self.sender.send([p.RESULT, rid, encode(result)])
